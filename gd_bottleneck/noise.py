@@ -1,0 +1,84 @@
+"""Reproducible, replica-consistent noise for Keras layers.
+
+Every layer in this library that injects noise (the two bottlenecks, PixelCNN++ dropout) derives it from three
+things only: the layer's integer ``seed``, a per-layer call counter, and the global batch size. Consequences:
+
+* **Stateless and seeded.** Noise comes from ``tf.random.stateless_*`` ops; the same seed and counter give the same
+  noise eagerly and inside ``tf.function``. XLA (``jit_compile=True``) lowers these ops to a different, equally
+  valid Philox bit stream (measured on TF 2.21), so XLA runs reproduce each other but not non-XLA runs.
+* **Checkpointable.** The counter is an ordinary (non-trainable, int64) layer weight, so ``tf.train.Checkpoint``,
+  ``save_weights`` and ``.keras`` files all carry it: a resumed run continues the noise stream instead of replaying
+  it (Keras' own ``SeedGenerator`` state is *not* saved, see shared/ECOSYSTEM.md item 8).
+* **Replica-consistent.** Under ``tf.distribute`` each replica draws the noise of the *whole global batch* and keeps
+  its own slice (rows ``[r * b, (r + 1) * b)`` for replica ``r`` with local batch ``b``). Replicas therefore get
+  different noise, and N replicas produce exactly the noise a single replica would for the same global batch, so
+  training results do not depend on the number of devices. The global batch size is folded into the seed, so an
+  uneven final batch (replicas holding different numbers of examples) still gets non-overlapping streams. The cost
+  is drawing N times more random numbers per replica, which is negligible next to the convolutions.
+"""
+
+import keras
+import tensorflow as tf
+
+from gd_bottleneck.validation import check_seed
+
+
+class SeededNoiseLayer(keras.layers.Layer):
+    """Base class: a Keras layer that owns an integer seed and a checkpointed noise-call counter.
+
+    Subclasses call :meth:`standard_normal` / :meth:`uniform` inside ``call`` when they need noise; each call of
+    either advances the counter by one.
+
+    Args:
+        seed: int in ``[0, 2**31)`` or ``None`` (a seed is drawn and recorded in ``get_config``, so a config always
+            reproduces the layer's noise).
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = check_seed(seed)
+        # On-read synchronization gives each replica its own copy, advanced locally without a merge_call. Every
+        # replica advances it identically, so reading (and checkpointing) the first replica's copy is exact. A
+        # merge_call here would pause replicas mid-`call` and let one clear Keras' shared `layer.losses` list
+        # before the other has read it, mis-weighting `add_loss` terms under MirroredStrategy.
+        with keras.name_scope(self.name, caller=self):
+            self.noise_calls = keras.Variable(
+                initializer=keras.initializers.Zeros(), shape=(), dtype="int64", trainable=False,
+                aggregation="only_first_replica", synchronization="on_read", name="noise_calls")
+
+    def _replica_slice_seed(self, x):
+        """Returns (seed [2] int64, global batch size, first row of this replica, local batch size)."""
+        local_batch = tf.shape(x, out_type=tf.int64)[0]
+        context = tf.distribute.get_replica_context()
+        if context is None:  # cross-replica context: the whole batch is here
+            replica_id, num_replicas = 0, 1
+        else:
+            replica_id, num_replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
+        global_batch = local_batch * num_replicas
+        count = tf.cast(self.noise_calls.value, tf.int64)
+        self.noise_calls.assign_add(1)
+        seed = tf.constant([self.seed, 0], tf.int64)
+        seed = tf.random.experimental.stateless_fold_in(seed, count)
+        seed = tf.random.experimental.stateless_fold_in(seed, global_batch)
+        first_row = tf.cast(replica_id, tf.int64) * local_batch
+        return seed, global_batch, first_row, local_batch
+
+    def _draw(self, sampler, x, dtype):
+        seed, global_batch, first_row, local_batch = self._replica_slice_seed(x)
+        shape = tf.concat([[global_batch], tf.shape(x, out_type=tf.int64)[1:]], axis=0)
+        noise = sampler(shape, seed=seed, dtype=dtype)
+        return noise[first_row:first_row + local_batch]
+
+    def standard_normal(self, x, dtype=None):
+        """N(0, 1) noise with the shape of ``x`` (this replica's rows of the global batch's draw)."""
+        return self._draw(tf.random.stateless_normal, x, dtype or x.dtype)
+
+    def uniform(self, x, dtype=None):
+        """U[0, 1) noise with the shape of ``x`` (this replica's rows of the global batch's draw)."""
+        return self._draw(tf.random.stateless_uniform, x, dtype or x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
