@@ -4,6 +4,7 @@ Public API:
     GaussianDropoutBottleneck, VariationalBottleneck   Keras 3 layers (bottlenecks.py)
     gaussian_dropout_mi_bound                          the paper's Theorem 1, eq. (5) (bottlenecks.py)
     DiscretizedLogisticMixture                         the PixelCNN++ likelihood as a tfp Distribution
+    HybridVAE, ModelConfig, paper, small               the hybrid VAE + PixelCNN++ model and its presets
 """
 
 import os
@@ -21,14 +22,20 @@ if keras.backend.backend() != "tensorflow":
 
 from gd_bottleneck.bottlenecks import (  # noqa: E402
     GaussianDropoutBottleneck, VariationalBottleneck, dropout_stddev, gaussian_dropout_mi_bound)
+from gd_bottleneck.config import ModelConfig, paper, small  # noqa: E402
 from gd_bottleneck.distributions import DiscretizedLogisticMixture  # noqa: E402
+from gd_bottleneck.hybrid import HybridVAE  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DiscretizedLogisticMixture",
     "GaussianDropoutBottleneck",
+    "HybridVAE",
+    "ModelConfig",
     "VariationalBottleneck",
     "dropout_stddev",
     "gaussian_dropout_mi_bound",
+    "paper",
+    "small",
 ]

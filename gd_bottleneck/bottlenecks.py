@@ -111,12 +111,21 @@ class VariationalBottleneck(SeededNoiseLayer):
         kl = 0.5 * (tf.square(mean) + tf.square(scale) - 1.0) - tf.math.log(scale)
         return tf.reduce_sum(tf.reshape(kl, [tf.shape(kl)[0], -1]), axis=1)
 
-    def call(self, x, training=None):
+    def outputs_and_kl(self, x, training=None):
+        """``(output, KL per example [B] in nats)`` without registering the penalty.
+
+        For models that weigh and report the KL themselves (``HybridVAE``); ``call`` is this plus ``add_loss``.
+        """
         distribution = self.noise_distribution(x)
-        self.add_loss(self.beta * tf.reduce_mean(self.kl_per_example(distribution)))
+        kl = self.kl_per_example(distribution)
         if not training:
-            return distribution.loc
-        return distribution.loc + distribution.scale * self.standard_normal(distribution.loc)
+            return distribution.loc, kl
+        return distribution.loc + distribution.scale * self.standard_normal(distribution.loc), kl
+
+    def call(self, x, training=None):
+        outputs, kl = self.outputs_and_kl(x, training)
+        self.add_loss(self.beta * tf.reduce_mean(kl))
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

@@ -20,7 +20,7 @@ things only: the layer's integer ``seed``, a per-layer call counter, and the glo
 import keras
 import tensorflow as tf
 
-from gd_bottleneck.validation import check_seed
+from gd_bottleneck.validation import check_rate, check_seed
 
 
 class SeededNoiseLayer(keras.layers.Layer):
@@ -34,6 +34,8 @@ class SeededNoiseLayer(keras.layers.Layer):
             reproduces the layer's noise).
     """
 
+    EVALUATION_STREAM = -1  # the counter value of the fixed stream used by advance=False (counters are >= 0)
+
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.seed = check_seed(seed)
@@ -46,7 +48,7 @@ class SeededNoiseLayer(keras.layers.Layer):
                 initializer=keras.initializers.Zeros(), shape=(), dtype="int64", trainable=False,
                 aggregation="only_first_replica", synchronization="on_read", name="noise_calls")
 
-    def _replica_slice_seed(self, x):
+    def _replica_slice_seed(self, x, advance):
         """Returns (seed [2] int64, global batch size, first row of this replica, local batch size)."""
         local_batch = tf.shape(x, out_type=tf.int64)[0]
         context = tf.distribute.get_replica_context()
@@ -55,30 +57,78 @@ class SeededNoiseLayer(keras.layers.Layer):
         else:
             replica_id, num_replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
         global_batch = local_batch * num_replicas
-        count = tf.cast(self.noise_calls.value, tf.int64)
-        self.noise_calls.assign_add(1)
+        if advance:
+            count = tf.cast(self.noise_calls.value, tf.int64)
+            self.noise_calls.assign_add(1)
+        else:
+            count = tf.constant(self.EVALUATION_STREAM, tf.int64)
         seed = tf.constant([self.seed, 0], tf.int64)
         seed = tf.random.experimental.stateless_fold_in(seed, count)
         seed = tf.random.experimental.stateless_fold_in(seed, global_batch)
         first_row = tf.cast(replica_id, tf.int64) * local_batch
         return seed, global_batch, first_row, local_batch
 
-    def _draw(self, sampler, x, dtype):
-        seed, global_batch, first_row, local_batch = self._replica_slice_seed(x)
+    def _draw(self, sampler, x, dtype, advance):
+        seed, global_batch, first_row, local_batch = self._replica_slice_seed(x, advance)
         shape = tf.concat([[global_batch], tf.shape(x, out_type=tf.int64)[1:]], axis=0)
         noise = sampler(shape, seed=seed, dtype=dtype)
         return noise[first_row:first_row + local_batch]
 
-    def standard_normal(self, x, dtype=None):
-        """N(0, 1) noise with the shape of ``x`` (this replica's rows of the global batch's draw)."""
-        return self._draw(tf.random.stateless_normal, x, dtype or x.dtype)
+    def standard_normal(self, x, dtype=None, advance=True):
+        """N(0, 1) noise with the shape of ``x`` (this replica's rows of the global batch's draw).
 
-    def uniform(self, x, dtype=None):
-        """U[0, 1) noise with the shape of ``x`` (this replica's rows of the global batch's draw)."""
-        return self._draw(tf.random.stateless_uniform, x, dtype or x.dtype)
+        ``advance=False`` draws from a fixed evaluation stream and leaves the counter alone, so inference that
+        needs noise (e.g. posterior samples for a test ELBO) is a deterministic function of its inputs.
+        """
+        return self._draw(tf.random.stateless_normal, x, dtype or x.dtype, advance)
+
+    def uniform(self, x, dtype=None, advance=True):
+        """U[0, 1) noise with the shape of ``x``; see :meth:`standard_normal`."""
+        return self._draw(tf.random.stateless_uniform, x, dtype or x.dtype, advance)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="gd_bottleneck")
+class SeededDropout(SeededNoiseLayer):
+    """Binary (inverted) dropout with this module's replica-consistent, checkpointed noise.
+
+    Keras' ``Dropout`` draws the same mask on every replica under MirroredStrategy and its RNG state is not saved;
+    this layer drops each element independently with probability ``rate`` in training and scales survivors by
+    ``1 / (1 - rate)``, and is the identity otherwise.
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.rate = check_rate(rate)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = tf.cast(self.uniform(x) >= self.rate, x.dtype)
+        return x * keep / (1.0 - self.rate)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+@keras.saving.register_keras_serializable(package="gd_bottleneck")
+class GaussianSample(SeededNoiseLayer):
+    """Reparameterized sample ``mean + scale * n``, ``n ~ N(0, I)``, of a diagonal Gaussian (e.g. a VAE posterior).
+
+    Unlike the bottlenecks this layer samples at inference too, because an ELBO is an expectation over the
+    posterior; inference draws come from the fixed evaluation stream, so a test-mode ELBO is deterministic.
+
+    Call arguments: ``[mean, scale]``, two tensors of the same shape ``[B, ...]``; ``training``.
+    """
+
+    def call(self, inputs, training=None):
+        mean, scale = inputs
+        return mean + scale * self.standard_normal(mean, advance=bool(training))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]

@@ -1,0 +1,97 @@
+"""The model's hyper-parameters: one frozen dataclass with the paper's preset and a small one for CPUs.
+
+Everything that shapes the networks lives here (the bottleneck choice lives on ``HybridVAE`` because a sweep
+varies it across otherwise identical models). Invalid values raise ``ValueError`` naming the field.
+"""
+
+import dataclasses
+import math
+
+from gd_bottleneck.validation import check_int, check_rate
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of the hybrid VAE + PixelCNN++ model (paper appendix B).
+
+    Shapes: images ``[B, image_size, image_size, 3]``; latents ``[B, latent_size, latent_size, latent_channels]``;
+    the VAE decoder's output ``u`` is ``[B, image_size, image_size, decoder_output_channels]``; the PixelCNN++
+    output ``v`` is ``[B, image_size, image_size, pixelcnn_output_dim]``.
+    """
+
+    image_size: int = 32
+    # VAE: ResNets of bottleneck residual blocks (1x1 -> 3x3 -> 1x1), ELU.
+    resnet_blocks: int = 7
+    resnet_channels: int = 512
+    resnet_bottleneck_channels: int = 128
+    decoder_output_channels: int = 256
+    latent_size: int = 4
+    latent_channels: int = 16
+    # PixelCNN++ (Salimans et al. 2017).
+    pixelcnn_filters: int = 160
+    pixelcnn_resnets_per_stage: int = 5
+    pixelcnn_stages: int = 3
+    pixelcnn_dropout: float = 0.5
+    pixelcnn_output_dim: int = 10
+    # Mixer MLP and likelihood.
+    mixer_units: int = 266
+    mixture_components: int = 10
+
+    def __post_init__(self):
+        for name, minimum in [("image_size", 2), ("resnet_blocks", 0), ("resnet_channels", 1),
+                              ("resnet_bottleneck_channels", 1), ("decoder_output_channels", 1), ("latent_size", 1),
+                              ("latent_channels", 1), ("pixelcnn_filters", 1), ("pixelcnn_resnets_per_stage", 1),
+                              ("pixelcnn_stages", 1), ("pixelcnn_output_dim", 1), ("mixer_units", 1),
+                              ("mixture_components", 1)]:
+            check_int(getattr(self, name), name, minimum)
+        check_rate(self.pixelcnn_dropout, "pixelcnn_dropout")
+        ratio = self.image_size / self.latent_size
+        if ratio < 1 or ratio != 2 ** round(math.log2(ratio)):
+            raise ValueError(f"Fields `image_size` / `latent_size` must be a power of two >= 1 (the VAE halves the "
+                             f"resolution step by step). Received: image_size={self.image_size}, "
+                             f"latent_size={self.latent_size}.")
+        smallest = self.image_size // 2 ** (self.pixelcnn_stages - 1)
+        if self.image_size % 2 ** (self.pixelcnn_stages - 1) or smallest < 1:
+            raise ValueError(f"Field `image_size`={self.image_size} must be divisible by 2**(pixelcnn_stages - 1) = "
+                             f"{2 ** (self.pixelcnn_stages - 1)}: each PixelCNN++ stage halves the resolution.")
+
+    @property
+    def vae_downsamplings(self):
+        """How many times the encoder halves (and the decoder doubles) the resolution."""
+        return round(math.log2(self.image_size // self.latent_size))
+
+    @property
+    def dims_per_image(self):
+        """Number of sub-pixels, the denominator of bits/dim."""
+        return self.image_size * self.image_size * 3
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown ModelConfig fields: {sorted(unknown)}.")
+        return cls(**values)
+
+
+def paper(image_size=32):
+    """Appendix B: 7-block ResNets of 512 channels (128 in the bottleneck), PixelCNN++ with 160 filters, 5 gated
+    resnets per stage over 3 stages, dropout 0.5, v of 10 dims, a 266-unit mixer, 10 logistic components."""
+    return ModelConfig(image_size=image_size)
+
+
+def small(image_size=32):
+    """A model of the same shape that trains in minutes on 2 CPU cores: narrow ResNets, a 1-resnet-per-stage
+    PixelCNN++ of 32 filters, the paper's latents (4x4x16), v of 10 dims and 10 mixture components."""
+    return ModelConfig(image_size=image_size, resnet_blocks=2, resnet_channels=64, resnet_bottleneck_channels=32,
+                       decoder_output_channels=32, pixelcnn_filters=32, pixelcnn_resnets_per_stage=1,
+                       mixer_units=64)
+
+
+PRESETS = {"paper": paper, "small": small}

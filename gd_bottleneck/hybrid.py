@@ -1,0 +1,264 @@
+"""HybridVAE: the paper's model (section 3, figure 1), with its objective and metrics in bits/dim.
+
+    images x [B,H,W,3] (0..255) -> rescale to [-1, 1]
+      encoder(x) -> q(z|x) = N(mean, scale) over [4,4,16];  z ~ q  (reparameterized)
+      decoder(z) -> u [B,H,W,256]
+      pixelcnn(x, u) -> v [B,H,W,10]            v_j sees only x_<j and u
+      bottleneck(v) -> v~                        gaussian_dropout: v * eps | variational: N(mean, scale) | none
+      mixer([v~, u]) per pixel: Dense(266, ELU) -> Dense(100) = DiscretizedLogisticMixture parameters
+      log p(x|z) = sum_j log DLM_j(x_j)          (colour channels conditioned inside the distribution)
+
+    -ELBO(x) = -log p(x|z) + KL(q(z|x) || N(0, I))                          (eq. 6, one z sample)
+    loss     = -ELBO + beta * sum_j KL(p(v_j|.) || N(0, I))  [variational]   (the VBL objective)
+               + aux_weight * -log p_aux(x|z)                 [auxiliary decoder, Lucas & Verbeek 2018]
+
+All reported figures are per image in bits/dim: nats / (H * W * 3 * ln 2). At test time no bottleneck noise and no
+dropout are injected; z is still sampled (an ELBO is an expectation over q), from a fixed evaluation stream so the
+test-mode ELBO of an image batch is deterministic.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from gd_bottleneck.bottlenecks import GaussianDropoutBottleneck, VariationalBottleneck, gaussian_dropout_mi_bound
+from gd_bottleneck.config import ModelConfig
+from gd_bottleneck.distributions import DiscretizedLogisticMixture
+from gd_bottleneck.noise import GaussianSample
+from gd_bottleneck.pixelcnn import ConditionalPixelCNN, derived_seeds
+from gd_bottleneck.vae import Decoder, Encoder
+from gd_bottleneck.validation import check_nonnegative, check_rate, check_seed
+
+BOTTLENECKS = ("gaussian_dropout", "variational", "none")
+
+
+def validate_images(images, image_size):
+    """Checks a batch of images and returns it as float32 ``[B, H, W, 3]`` with integer values in 0..255.
+
+    Static problems (rank, channels, size, dtype) raise ``ValueError``; values (outside 0..255, fractional, NaN)
+    raise ``InvalidArgumentError`` from the graph, naming the problem.
+    """
+    images = tf.convert_to_tensor(images)
+    if images.dtype.is_complex or images.dtype == tf.bool or images.dtype == tf.string:
+        raise ValueError(f"`images` must be uint8, an integer or a float type. Received dtype {images.dtype.name}.")
+    shape = images.shape
+    if shape.rank != 4 or shape[-1] != 3:
+        raise ValueError(f"`images` must have shape [batch, {image_size}, {image_size}, 3]. Received {shape}.")
+    if (shape[1] is not None and shape[1] != image_size) or (shape[2] is not None and shape[2] != image_size):
+        raise ValueError(f"`images` must be {image_size}x{image_size} (the model's image_size). Received {shape}.")
+    if images.dtype != tf.uint8:  # uint8 is valid by construction
+        images = tf.cast(images, tf.float32)
+        valid = tf.reduce_all((images >= 0.0) & (images <= 255.0) & tf.equal(images, tf.round(images)))
+        tf.debugging.Assert(valid, ["`images` must hold integer pixel values in [0, 255] (no NaN, no fractions)."])
+    return tf.cast(images, tf.float32)
+
+
+@keras.saving.register_keras_serializable(package="gd_bottleneck")
+class HybridVAE(keras.Model):
+    """VAE + PixelCNN++ with an information bottleneck on the PixelCNN++ output (Rey & Mnih, section 3).
+
+    Args:
+        config: a :class:`~gd_bottleneck.config.ModelConfig` (or its dict).
+        bottleneck: ``"gaussian_dropout"`` (needs ``dropout_rate`` in [0, 1)), ``"variational"`` (needs ``beta >= 0``)
+            or ``"none"``.
+        dropout_rate: Gaussian dropout rate p; sigma = sqrt(p / (1 - p)).
+        beta: weight of the variational bottleneck's KL penalty (nats per image, like the ELBO).
+        aux_weight: weight of an auxiliary non-autoregressive decoder's NLL (0 disables it). The auxiliary decoder
+            maps u per pixel to mixture parameters, so its likelihood can only use what z encodes.
+        seed: base seed of every noise source (posterior samples, dropout, bottleneck).
+
+    Calling the model on images returns per-image test-mode terms in bits/dim (see :meth:`elbo`); ``fit`` and
+    ``evaluate`` report the same names averaged, plus ``loss``.
+    """
+
+    def __init__(self, config, bottleneck="none", dropout_rate=None, beta=None, aux_weight=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+        if bottleneck not in BOTTLENECKS:
+            raise ValueError(f"Argument `bottleneck` must be one of {BOTTLENECKS}. Received: bottleneck={bottleneck!r}")
+        if bottleneck == "gaussian_dropout" and dropout_rate is None:
+            raise ValueError("Argument `dropout_rate` is required with bottleneck='gaussian_dropout' (in [0, 1)).")
+        if bottleneck == "variational" and beta is None:
+            raise ValueError("Argument `beta` is required with bottleneck='variational' (a number >= 0).")
+        self.bottleneck = bottleneck
+        self.dropout_rate = None if dropout_rate is None else check_rate(dropout_rate, "dropout_rate")
+        self.beta = None if beta is None else check_nonnegative(beta, "beta")
+        self.aux_weight = check_nonnegative(aux_weight, "aux_weight")
+        self.seed = check_seed(seed)
+        latent_seed, pixelcnn_seed, bottleneck_seed = derived_seeds(self.seed, 3)
+
+        cfg = self.config
+        self.encoder = Encoder(cfg, name="encoder")
+        self.latent_sample = GaussianSample(seed=latent_seed, name="latent_sample")
+        self.decoder = Decoder(cfg, name="decoder")
+        self.pixelcnn = ConditionalPixelCNN(cfg.pixelcnn_filters, cfg.pixelcnn_resnets_per_stage, cfg.pixelcnn_stages,
+                                            cfg.pixelcnn_dropout, cfg.pixelcnn_output_dim, seed=pixelcnn_seed,
+                                            name="pixelcnn")
+        if bottleneck == "gaussian_dropout":
+            self.bottleneck_layer = GaussianDropoutBottleneck(self.dropout_rate, seed=bottleneck_seed, name="bottleneck")
+        elif bottleneck == "variational":
+            self.bottleneck_layer = VariationalBottleneck(cfg.pixelcnn_output_dim, self.beta, seed=bottleneck_seed,
+                                                          name="bottleneck")
+        else:
+            self.bottleneck_layer = None
+        self.mixer_hidden = keras.layers.Dense(cfg.mixer_units, activation="elu", name="mixer_hidden")
+        self.mixer_output = self._mixture_head("mixer_output")
+        self.aux_head = self._mixture_head("aux_decoder") if self.aux_weight > 0 else None
+
+        names = ["loss", "elbo_bpd", "kl_bpd", "recon_bpd"]
+        names += {"variational": ["bottleneck_kl_bpd"], "gaussian_dropout": ["mi_bound_bpd"], "none": []}[bottleneck]
+        names += ["aux_bpd"] if self.aux_head is not None else []
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.build()
+
+    def _mixture_head(self, name):
+        """A per-pixel Dense layer to mixture parameters that starts near the flat distribution (~8.3 bits/dim)."""
+        flat = DiscretizedLogisticMixture.flat_params(self.config.mixture_components)
+        small = keras.initializers.VarianceScaling(0.01, mode="fan_in", distribution="truncated_normal")
+        return keras.layers.Dense(len(flat), kernel_initializer=small,
+                                  bias_initializer=keras.initializers.Constant(flat), name=name)
+
+    # ------------------------------------------------------------------ the model
+
+    @property
+    def bits_per_nat(self):
+        """Multiply nats per image by this to get bits/dim."""
+        return 1.0 / (self.config.dims_per_image * math.log(2.0))
+
+    def rescale(self, images):
+        """Pixel values 0..255 -> [-1, 1] (PixelCNN++'s convention: 0 -> -1 and 255 -> +1 exactly)."""
+        return images / 127.5 - 1.0
+
+    def encode(self, images, training=False):
+        """``(mean, stddev)`` of q(z | x), each ``[B, latent_size, latent_size, latent_channels]``."""
+        images = validate_images(images, self.config.image_size)
+        return self.encoder(self.rescale(images), training=training)
+
+    def decode_params(self, z, images, training=False):
+        """Flat mixture parameters ``[B, H, W, K * 10]`` of p(x | z), teacher-forced on ``images``.
+
+        The parameters at pixel j depend only on ``images`` at pixels before j (raster order) and on ``z``.
+        """
+        images = validate_images(images, self.config.image_size)
+        params, _, _ = self._decode(z, self.rescale(images), training)
+        return params
+
+    def _decode(self, z, x, training):
+        """Returns (mixture params, bottleneck KL per image [B] nats or None, (v before the bottleneck, u))."""
+        u = self.decoder(z, training=training)
+        v = self.pixelcnn([x, u], training=training)
+        bottleneck_kl = None
+        if self.bottleneck == "variational":
+            v_tilde, bottleneck_kl = self.bottleneck_layer.outputs_and_kl(v, training=training)
+        elif self.bottleneck == "gaussian_dropout":
+            v_tilde = self.bottleneck_layer(v, training=training)
+        else:
+            v_tilde = v
+        params = self.mixer_output(self.mixer_hidden(tf.concat([v_tilde, u], axis=-1)))
+        return params, bottleneck_kl, (v, u)
+
+    def terms(self, images, training=False):
+        """Per-image terms of the objective, in nats, as a dict of ``[B]`` tensors (plus ``v`` for metrics)."""
+        pixels = validate_images(images, self.config.image_size)
+        x = self.rescale(pixels)
+        mean, scale = self.encoder(x, training=training)
+        z = self.latent_sample([mean, scale], training=training)
+        params, bottleneck_kl, (v, u) = self._decode(z, x, training)
+        # 1. reconstruction: -log p(x | z), summed over pixels
+        result = {"recon": -tf.reduce_sum(DiscretizedLogisticMixture.from_params(params).log_prob(pixels), [1, 2])}
+        # 2. latent KL(q(z|x) || N(0, I)), analytic, summed over the latents
+        result["kl"] = tf.reduce_sum(0.5 * (tf.square(mean) + tf.square(scale) - 1.0) - tf.math.log(scale), [1, 2, 3])
+        # 3. the bottleneck penalty (variational only) and the auxiliary decoder's NLL
+        if bottleneck_kl is not None:
+            result["bottleneck_kl"] = bottleneck_kl
+        if self.aux_head is not None:
+            aux = DiscretizedLogisticMixture.from_params(self.aux_head(u))
+            result["aux"] = -tf.reduce_sum(aux.log_prob(pixels), [1, 2])
+        result["v"] = v
+        return result
+
+    def objective(self, terms):
+        """Per-image loss in bits/dim: -ELBO + beta * bottleneck KL + aux_weight * aux NLL."""
+        nats = terms["recon"] + terms["kl"]
+        if "bottleneck_kl" in terms:
+            nats += self.beta * terms["bottleneck_kl"]
+        if "aux" in terms:
+            nats += self.aux_weight * terms["aux"]
+        return nats * self.bits_per_nat
+
+    def per_image_metrics(self, terms):
+        """The reported per-image figures, bits/dim: elbo_bpd (= -ELBO, no penalty), kl_bpd, recon_bpd, ..."""
+        scale = self.bits_per_nat
+        metrics = {"elbo_bpd": (terms["recon"] + terms["kl"]) * scale, "kl_bpd": terms["kl"] * scale,
+                   "recon_bpd": terms["recon"] * scale}
+        if "bottleneck_kl" in terms:
+            metrics["bottleneck_kl_bpd"] = terms["bottleneck_kl"] * scale
+        if "aux" in terms:
+            metrics["aux_bpd"] = terms["aux"] * scale
+        return metrics
+
+    def mi_bound_bpd(self, v):
+        """Theorem 1 bound on the information one pixel's v can pass through the dropout layer, in bits/dim.
+
+        Sum over v's features of the per-feature bound (features get independent noise, so the sum bounds the
+        joint), estimated over all pixels of the batch, divided by 3 ln 2 (a pixel has 3 sub-pixels).
+        """
+        flat = tf.reshape(v, [-1, self.config.pixelcnn_output_dim])
+        return tf.reduce_sum(gaussian_dropout_mi_bound(flat, self.dropout_rate)) / (3.0 * math.log(2.0))
+
+    def call(self, images, training=None):
+        """Per-image bits/dim figures (dict of ``[B]``); see :meth:`per_image_metrics`."""
+        return self.per_image_metrics(self.terms(images, training=training))
+
+    def elbo(self, images):
+        """Test-mode per-image figures in bits/dim (no bottleneck noise, no dropout): ``elbo_bpd`` is -ELBO."""
+        return self.per_image_metrics(self.terms(images, training=False))
+
+    # ------------------------------------------------------------------ fit / evaluate
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _update_metrics(self, terms, loss):
+        self.trackers["loss"].update_state(loss)
+        for name, value in self.per_image_metrics(terms).items():
+            self.trackers[name].update_state(value)
+        if self.bottleneck == "gaussian_dropout":
+            self.trackers["mi_bound_bpd"].update_state(self.mi_bound_bpd(terms["v"]))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @staticmethod
+    def _images_of(data):
+        return data[0] if isinstance(data, (tuple, list)) else data
+
+    def train_step(self, data):
+        images = self._images_of(data)
+        with tf.GradientTape() as tape:
+            terms = self.terms(images, training=True)
+            loss = tf.reduce_mean(self.objective(terms))
+            # The optimizer sums gradients over replicas: each replica contributes its mean / num_replicas.
+            scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_metrics(terms, loss)
+
+    def test_step(self, data):
+        terms = self.terms(self._images_of(data), training=False)
+        return self._update_metrics(terms, tf.reduce_mean(self.objective(terms)))
+
+    def build(self, input_shape=None):
+        """Creates every weight by running the model once on a zero batch of the configured size."""
+        if self.built:
+            return
+        size = self.config.image_size
+        self.terms(tf.zeros([1, size, size, 3], tf.float32), training=False)
+        super().build(input_shape)
+
+    # ------------------------------------------------------------------ serialization
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict(), "bottleneck": self.bottleneck,
+                "dropout_rate": self.dropout_rate, "beta": self.beta, "aux_weight": self.aux_weight,
+                "seed": self.seed}

@@ -1,0 +1,233 @@
+"""PixelCNN++ (Salimans et al. 2017) for Keras 3, conditioned at every block on a spatial tensor u.
+
+Vocabulary as in the original: ``down_shift``/``right_shift``, down-shifted convolutions (the "u" stream, which sees
+only rows above) and down-right-shifted convolutions (the "ul" stream, which sees rows above and pixels to the
+left), gated resnets with ``concat_elu`` and dropout, a downsampling (up) pass and an upsampling (down) pass with
+skip connections between matching blocks.
+
+Causality invariant: the output at pixel (i, j) depends only on input pixels strictly before (i, j) in raster order
+(every channel of them) and on the condition. The strided and transposed convolutions below keep it: a stride-2
+output at (i', j') stands for the block whose top-left pixel is (2i', 2j') and sees only pixels before that pixel,
+and a transposed convolution writes (i', j') only to high-resolution positions at or after (2i', 2j').
+``tests/test_hybrid.py`` checks the invariant with gradients.
+
+Conditioning: a 1x1 projection of u, average-pooled to the block's resolution, is added to every gated resnet's
+gate pre-activations (the spatial form of PixelCNN++'s ``h`` conditioning; AGAVE conditions the same way).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gd_bottleneck.noise import SeededDropout
+from gd_bottleneck.validation import check_int, check_rate, check_seed
+
+
+def down_shift(x):
+    """Shift a [B, H, W, C] map down by one row (zeros enter at the top)."""
+    return tf.pad(x[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
+
+
+def right_shift(x):
+    """Shift a [B, H, W, C] map right by one column (zeros enter at the left)."""
+    return tf.pad(x[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
+
+
+def concat_elu(x):
+    """ELU of ``[x, -x]`` along the channels: keeps both signs' information through the nonlinearity."""
+    return tf.nn.elu(tf.concat([x, -x], axis=-1))
+
+
+def derived_seeds(seed, count):
+    """``count`` distinct seeds in ``[0, 2**31)`` determined by ``seed`` (one per noisy sublayer)."""
+    return [int(s) % 2**31 for s in np.random.SeedSequence(seed).generate_state(count, dtype=np.uint32)]
+
+
+@keras.saving.register_keras_serializable(package="gd_bottleneck")
+class ShiftedConv2D(keras.layers.Layer):
+    """A convolution padded so that it never looks below (``"down"``) or below/right (``"down_right"``).
+
+    ``"down"`` with kernel (kh, kw): pads kh-1 rows on top and (kw-1)/2 columns each side, so output (i, j) sees
+    rows i-kh+1..i, columns j-(kw-1)/2..j+(kw-1)/2. ``"down_right"``: pads kh-1 rows on top and kw-1 columns on the
+    left, so output (i, j) sees rows i-kh+1..i, columns j-kw+1..j. With ``strides=2`` the output has half the size.
+    """
+
+    def __init__(self, filters, kernel_size, shift, strides=1, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        if shift not in ("down", "down_right"):
+            raise ValueError(f"Argument `shift` must be 'down' or 'down_right'. Received: shift={shift!r}")
+        self.filters, self.kernel_size, self.shift, self.strides = filters, tuple(kernel_size), shift, strides
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        kh, kw = self.kernel_size
+        horizontal = [(kw - 1) // 2, (kw - 1) // 2] if shift == "down" else [kw - 1, 0]
+        self.padding = [[0, 0], [kh - 1, 0], horizontal, [0, 0]]
+        self.conv = keras.layers.Conv2D(filters, self.kernel_size, strides=strides, padding="valid",
+                                        kernel_initializer=self.kernel_initializer, name="conv")
+
+    def build(self, input_shape):
+        shape = list(input_shape)
+        shape[1] = None if shape[1] is None else shape[1] + self.kernel_size[0] - 1
+        shape[2] = None if shape[2] is None else shape[2] + self.kernel_size[1] - 1
+        self.conv.build(tuple(shape))
+
+    def call(self, x):
+        return self.conv(tf.pad(x, self.padding))
+
+    def compute_output_shape(self, input_shape):
+        scale = lambda n: None if n is None else n // self.strides
+        return (input_shape[0], scale(input_shape[1]), scale(input_shape[2]), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "shift": self.shift, "strides": self.strides,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="gd_bottleneck")
+class ShiftedConv2DTranspose(keras.layers.Layer):
+    """Stride-2 transposed convolution that doubles the resolution and keeps the shift invariant.
+
+    Kernel (2, 3) for ``"down"`` (output cropped to drop the extra column, so it stays centred) and (2, 2) for
+    ``"down_right"``: input (i', j') is written to rows 2i'..2i'+1 and to columns around (``"down"``) or at and
+    right of (``"down_right"``) 2j', never to a position before (2i', 2j') in raster order.
+    """
+
+    def __init__(self, filters, shift, **kwargs):
+        super().__init__(**kwargs)
+        if shift not in ("down", "down_right"):
+            raise ValueError(f"Argument `shift` must be 'down' or 'down_right'. Received: shift={shift!r}")
+        self.filters, self.shift = filters, shift
+        kernel = (2, 3) if shift == "down" else (2, 2)
+        self.conv = keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="valid", name="deconv")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
+    def call(self, x):
+        y = self.conv(x)  # [B, 2H, 2W + kw - 2, F]: input column j' lands on 2j' .. 2j' + kw - 1
+        if self.shift == "down":
+            y = y[:, :, 1:]  # 2W columns, input column j' now centred on 2j' (2j' - 1 .. 2j' + 1)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        double = lambda n: None if n is None else 2 * n
+        return (input_shape[0], double(input_shape[1]), double(input_shape[2]), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "shift": self.shift}
+
+
+@keras.saving.register_keras_serializable(package="gd_bottleneck")
+class GatedResnet(keras.layers.Layer):
+    """``x + a * sigmoid(b)`` with ``[a, b] = conv(dropout(concat_elu(conv(concat_elu(x)) + nin(skip)))) + nin(h)``.
+
+    Call arguments: ``x [B, H, W, F]``; ``skip`` (the other stream or the matching up-pass block, any channels, or
+    None); ``condition`` (u pooled to this resolution); ``training`` (dropout only).
+    """
+
+    def __init__(self, filters, shift, dropout, seed, has_skip, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.shift, self.dropout, self.seed, self.has_skip = filters, shift, dropout, seed, has_skip
+        kernel = (2, 3) if shift == "down" else (2, 2)
+        self.conv_in = ShiftedConv2D(filters, kernel, shift, name="conv_in")
+        self.skip_projection = keras.layers.Dense(filters, name="skip_projection") if has_skip else None
+        self.drop = SeededDropout(dropout, seed=seed, name="dropout")
+        # The gate starts near zero (output std ~0.1 of its input's), so each block starts close to the identity.
+        small = keras.initializers.VarianceScaling(0.01, mode="fan_in", distribution="truncated_normal")
+        self.conv_out = ShiftedConv2D(2 * filters, kernel, shift, kernel_initializer=small, name="conv_out")
+        self.condition_projection = keras.layers.Dense(2 * filters, kernel_initializer=small, name="condition")
+
+    def call(self, x, skip=None, condition=None, training=None):
+        hidden = self.conv_in(concat_elu(x))
+        if self.skip_projection is not None:
+            hidden = hidden + self.skip_projection(concat_elu(skip))
+        hidden = self.drop(concat_elu(hidden), training=training)
+        gates = self.conv_out(hidden) + self.condition_projection(condition)
+        a, b = tf.split(gates, 2, axis=-1)
+        return x + a * tf.sigmoid(b)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "shift": self.shift, "dropout": self.dropout,
+                "seed": self.seed, "has_skip": self.has_skip}
+
+
+@keras.saving.register_keras_serializable(package="gd_bottleneck")
+class ConditionalPixelCNN(keras.layers.Layer):
+    """The PixelCNN++ network: ``(x [B, H, W, 3] in [-1, 1], u [B, H, W, Cu]) -> v [B, H, W, output_dim]``.
+
+    ``stages`` resolutions (H, H/2, H/4 for 3), ``resnets_per_stage`` gated resnets per stream and stage on the way
+    down in resolution and one more (except at the coarsest stage) on the way back up: 64 gated resnets for the
+    paper's 5 x 3. ``v_j`` depends only on pixels before j (raster order) and on u.
+
+    Args:
+        filters: channels F of both streams (160 in the paper).
+        resnets_per_stage: gated resnets per stream per stage on the up pass (5).
+        stages: number of resolutions (3).
+        dropout: binary dropout rate inside every gated resnet (0.5).
+        output_dim: size of v per pixel (10).
+        seed: base seed of the dropout layers.
+    """
+
+    def __init__(self, filters, resnets_per_stage, stages, dropout, output_dim, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = check_int(filters, "filters", 1)
+        self.resnets_per_stage = check_int(resnets_per_stage, "resnets_per_stage", 1)
+        self.stages = check_int(stages, "stages", 1)
+        self.dropout = check_rate(dropout, "dropout")
+        self.output_dim = check_int(output_dim, "output_dim", 1)
+        self.seed = check_seed(seed)
+        f, r, s = self.filters, self.resnets_per_stage, self.stages
+        up_count, down_count = r * s, r * s + (s - 1)
+        seeds = iter(derived_seeds(self.seed, 2 * (up_count + down_count)))
+        block = lambda shift, has_skip, name: GatedResnet(f, shift, self.dropout, next(seeds), has_skip, name=name)
+
+        self.first_rows = ShiftedConv2D(f, (2, 3), "down", name="first_rows")
+        self.first_row_left = ShiftedConv2D(f, (1, 3), "down", name="first_row_left")
+        self.first_column_left = ShiftedConv2D(f, (2, 1), "down_right", name="first_column_left")
+        self.up_u = [block("down", False, f"up_u_{i}") for i in range(up_count)]
+        self.up_ul = [block("down_right", True, f"up_ul_{i}") for i in range(up_count)]
+        self.downsample_u = [ShiftedConv2D(f, (2, 3), "down", strides=2, name=f"downsample_u_{i}")
+                             for i in range(s - 1)]
+        self.downsample_ul = [ShiftedConv2D(f, (2, 2), "down_right", strides=2, name=f"downsample_ul_{i}")
+                              for i in range(s - 1)]
+        self.down_u = [block("down", True, f"down_u_{i}") for i in range(down_count)]
+        self.down_ul = [block("down_right", True, f"down_ul_{i}") for i in range(down_count)]
+        self.upsample_u = [ShiftedConv2DTranspose(f, "down", name=f"upsample_u_{i}") for i in range(s - 1)]
+        self.upsample_ul = [ShiftedConv2DTranspose(f, "down_right", name=f"upsample_ul_{i}") for i in range(s - 1)]
+        self.output_head = keras.layers.Dense(self.output_dim, name="output_head")
+
+    def call(self, inputs, training=None):
+        x, condition = inputs
+        r, s = self.resnets_per_stage, self.stages
+        x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)  # marks real pixels apart from zero padding
+        conditions = [condition] + [tf.nn.avg_pool2d(condition, 2**k, 2**k, "VALID") for k in range(1, s)]
+
+        u_list = [down_shift(self.first_rows(x))]
+        ul_list = [down_shift(self.first_row_left(x)) + right_shift(self.first_column_left(x))]
+        for stage in range(s):
+            for i in range(stage * r, (stage + 1) * r):
+                u_list.append(self.up_u[i](u_list[-1], condition=conditions[stage], training=training))
+                ul_list.append(self.up_ul[i](ul_list[-1], skip=u_list[-1], condition=conditions[stage],
+                                             training=training))
+            if stage < s - 1:
+                u_list.append(self.downsample_u[stage](u_list[-1]))
+                ul_list.append(self.downsample_ul[stage](ul_list[-1]))
+
+        u, ul = u_list.pop(), ul_list.pop()
+        index = 0
+        for stage in reversed(range(s)):
+            for _ in range(r + (stage < s - 1)):
+                u = self.down_u[index](u, skip=u_list.pop(), condition=conditions[stage], training=training)
+                ul = self.down_ul[index](ul, skip=tf.concat([u, ul_list.pop()], axis=-1),
+                                         condition=conditions[stage], training=training)
+                index += 1
+            if stage > 0:
+                u, ul = self.upsample_u[stage - 1](u), self.upsample_ul[stage - 1](ul)
+        return self.output_head(tf.nn.elu(ul))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0][:-1]) + (self.output_dim,)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "resnets_per_stage": self.resnets_per_stage,
+                "stages": self.stages, "dropout": self.dropout, "output_dim": self.output_dim, "seed": self.seed}
