@@ -158,6 +158,7 @@ class HybridVAE(keras.Model):
         params = self.mixer_output(self.mixer_hidden(tf.concat([v_tilde, u], axis=-1)))
         return params, bottleneck_kl, (v, u)
 
+    @tf.autograph.experimental.do_not_convert  # plain Python control flow only; saves seconds of tracing
     def terms(self, images, training=False):
         """Per-image terms of the objective, in nats, as a dict of ``[B]`` tensors (plus ``v`` for metrics)."""
         pixels = validate_images(images, self.config.image_size)
@@ -233,6 +234,7 @@ class HybridVAE(keras.Model):
     def _images_of(data):
         return data[0] if isinstance(data, (tuple, list)) else data
 
+    @tf.autograph.experimental.do_not_convert  # plain Python control flow only; saves seconds of tracing
     def train_step(self, data):
         images = self._images_of(data)
         with tf.GradientTape() as tape:
@@ -244,6 +246,7 @@ class HybridVAE(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(terms, loss)
 
+    @tf.autograph.experimental.do_not_convert  # plain Python control flow only; saves seconds of tracing
     def test_step(self, data):
         terms = self.terms(self._images_of(data), training=False)
         return self._update_metrics(terms, tf.reduce_mean(self.objective(terms)))

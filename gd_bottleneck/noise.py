@@ -58,8 +58,9 @@ class SeededNoiseLayer(keras.layers.Layer):
             replica_id, num_replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
         global_batch = local_batch * num_replicas
         if advance:
-            count = tf.cast(self.noise_calls.value, tf.int64)
-            self.noise_calls.assign_add(1)
+            # Take the count from the increment's own result: under tf.distribute a separate read of an on-read
+            # variable is not ordered before the increment in graph mode and can see the new value.
+            count = tf.cast(self.noise_calls.assign_add(1), tf.int64) - 1
         else:
             count = tf.constant(self.EVALUATION_STREAM, tf.int64)
         seed = tf.constant([self.seed, 0], tf.int64)

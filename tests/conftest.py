@@ -15,3 +15,16 @@ import tensorflow as tf  # noqa: E402
 NUM_LOGICAL_CPUS = 2
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * NUM_LOGICAL_CPUS)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def two_replicas():
+    """One MirroredStrategy over the 2 logical CPUs for the whole session.
+
+    Separate MirroredStrategy objects in one process reuse collective instance keys, so a second strategy's
+    all-reduce can collide with the first's ("Shape mismatch in the collective instance"); sharing one avoids it.
+    """
+    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(NUM_LOGICAL_CPUS)])

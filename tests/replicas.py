@@ -3,15 +3,14 @@
 import tensorflow as tf
 
 
-def run_on_replicas(make_layer, weights, x, num_replicas, training=True, calls=1):
-    """Builds ``make_layer()`` in a ``num_replicas`` MirroredStrategy, loads ``weights``, and calls it ``calls`` times.
+def run_on_replicas(make_layer, weights, x, strategy, training=True, calls=1):
+    """Builds ``make_layer()`` in ``strategy``'s scope, loads ``weights``, and calls it ``calls`` times.
 
     Each call splits ``x`` (a global batch) evenly across replicas. Returns the per-call outputs gathered back into
     global-batch order, the per-call sum of the layer's ``add_loss`` terms scaled as Keras' trainer would (each
     replica's loss / num_replicas, summed across replicas), and the layer.
     """
-    devices = [f"/cpu:{i}" for i in range(num_replicas)]
-    strategy = tf.distribute.MirroredStrategy(devices)
+    num_replicas = strategy.num_replicas_in_sync
     local = x.shape[0] // num_replicas
     with strategy.scope():
         layer = make_layer()

@@ -83,16 +83,17 @@ def test_weights_file_carries_the_noise_stream(name, inputs, tmp_path):
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_two_replicas_equal_one_replica_and_draw_different_noise(name, inputs):
+def test_two_replicas_equal_one_replica_and_draw_different_noise(name, inputs, two_replicas):
     weights = built(LAYERS[name]).get_weights()
-    one, one_losses, _ = run_on_replicas(LAYERS[name], weights, inputs, num_replicas=1, calls=2)
-    two, two_losses, layer = run_on_replicas(LAYERS[name], weights, inputs, num_replicas=2, calls=2)
+    one_replica = tf.distribute.OneDeviceStrategy("/cpu:0")
+    one, one_losses, _ = run_on_replicas(LAYERS[name], weights, inputs, one_replica, calls=2)
+    two, two_losses, layer = run_on_replicas(LAYERS[name], weights, inputs, two_replicas, calls=2)
     for a, b in zip(one, two):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(two_losses, one_losses, rtol=1e-5)
     assert not np.allclose(one[0], one[1])  # fresh noise per call
     # The two replicas' halves got different noise: identical inputs on both halves give different outputs.
     same_halves = tf.concat([inputs[:2], inputs[:2]], axis=0)
-    (out,), _, _ = run_on_replicas(LAYERS[name], weights, same_halves, num_replicas=2)
+    (out,), _, _ = run_on_replicas(LAYERS[name], weights, same_halves, two_replicas)
     assert not np.allclose(out[:2], out[2:])
     assert int(layer.noise_calls.numpy()) == 2  # the counter advances once per step, not once per replica
