@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo demo-clean tour test clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,14 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The main job on the embedded dataset (a few minutes); rerunning resumes, `make demo-clean` starts over.
 demo: $(STAMP)
+	$(PY) -m trainers.cifar --flagfile=demo.flags
+
+demo-clean:
+	rm -rf runs/demo
+
+tour: $(STAMP)
 	$(PY) -m examples.quick_tour
 
 test: $(STAMP)

@@ -67,16 +67,22 @@ class ModelConfig:
 
     def replace(self, **changes):
         """A copy with some fields changed (validated)."""
+        self._check_known(changes)
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def _check_known(cls, values):
+        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown ModelConfig fields: {sorted(unknown)}; the fields are "
+                             f"{[field.name for field in dataclasses.fields(cls)]}.")
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values):
-        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"Unknown ModelConfig fields: {sorted(unknown)}.")
+        cls._check_known(values)
         return cls(**values)
 
 

@@ -28,3 +28,6 @@ def two_replicas():
     all-reduce can collide with the first's ("Shape mismatch in the collective instance"); sharing one avoids it.
     """
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(NUM_LOGICAL_CPUS)])
+
+
+from tests.shapes_data import shapes_data_dir  # noqa: E402,F401  (fixture shared by data and training tests)

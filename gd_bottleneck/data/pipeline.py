@@ -1,0 +1,111 @@
+"""Input pipelines: whole splits held in memory as uint8, served in a deterministic, resumable order.
+
+Why in memory: the datasets this project trains on are small (CIFAR-10's train split is 150 MiB as uint8), and an
+index-based order lets a resumed run continue at *exactly* the batch where it stopped without reading the skipped
+data: epoch ``e`` visits a stateless permutation keyed by ``(seed, e)``, so batch ``s`` of the run is a pure function
+of ``(seed, s)``. Images stay uint8 all the way to the model, which rescales them once.
+
+CIFAR-10 offline: put the original ``cifar-10-binary.tar.gz`` (170052171 bytes) in a folder and pass it as
+``manual_dir``; tfds verifies its checksum and builds the dataset under ``data_dir`` (or ``$TFDS_DATA_DIR``, by
+default ``~/tensorflow_datasets``). Once built, no archive or network is needed.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from gd_bottleneck.data import shapes
+
+DATASETS = ("shapes", "cifar10")
+
+
+def builder_name(dataset, image_size):
+    """The tfds name of ``dataset`` at ``image_size`` (``ValueError`` for combinations that do not exist)."""
+    if dataset == "cifar10":
+        if image_size != 32:
+            raise ValueError(f"Dataset 'cifar10' has 32x32 images; got image_size={image_size}. Use 32 (this project "
+                             "never resizes images: resampling would change the likelihood being measured).")
+        return "cifar10"
+    if dataset == "shapes":
+        sizes = sorted(config.image_size for config in shapes.GdShapes.BUILDER_CONFIGS)
+        if image_size not in sizes:
+            raise ValueError(f"Dataset 'shapes' exists at image_size in {sizes}; got image_size={image_size}.")
+        return f"gd_shapes/{image_size}"
+    raise ValueError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
+
+
+def prepare(dataset, image_size, data_dir=None, manual_dir=None):
+    """Builds the dataset on disk if needed (downloads CIFAR-10 unless ``manual_dir`` holds its archive)."""
+    builder = tfds.builder(builder_name(dataset, image_size), data_dir=data_dir)
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False) if manual_dir else None
+    builder.download_and_prepare(download_config=config)
+    return builder
+
+
+def _whole_split(dataset, split, image_size, data_dir, manual_dir):
+    builder = prepare(dataset, image_size, data_dir, manual_dir)
+    chunks = list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False).batch(4096)))
+    if not chunks:
+        raise ValueError(f"Split {split!r} of {builder.name} is empty.")
+    return _concatenate(chunks)
+
+
+def _concatenate(chunks):
+    """Concatenates a list of (nested dicts of) arrays along the first axis."""
+    if isinstance(chunks[0], dict):
+        return {key: _concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
+    return np.concatenate(chunks)
+
+
+def load_images(dataset, split, image_size, data_dir=None, manual_dir=None):
+    """A whole split as a uint8 array ``[N, H, W, 3]`` (pixel values 0..255), in the dataset's stored order."""
+    images = _whole_split(dataset, split, image_size, data_dir, manual_dir)["image"]
+    assert images.dtype == np.uint8, images.dtype
+    return images
+
+
+def load_factors(split, image_size, data_dir=None):
+    """The ``gd_shapes`` generative factors of a split: a dict of arrays aligned with :func:`load_images`."""
+    examples = _whole_split("shapes", split, image_size, data_dir, None)
+    return {key: value for key, value in examples.items() if key != "image"}
+
+
+def training_batches(images, batch_size, steps_per_epoch, epochs, seed, start_step=0):
+    """uint8 batches ``[batch_size, H, W, 3]`` for steps ``start_step .. epochs * steps_per_epoch - 1``.
+
+    Epoch ``e`` takes the first ``steps_per_epoch * batch_size`` images of a permutation keyed by ``(seed, e)``;
+    every batch is full (a replica split stays even). Resuming at ``start_step`` yields exactly the batches an
+    uninterrupted run would have seen from there, without reading the ones before.
+    """
+    count = len(images)
+    if steps_per_epoch * batch_size > count:
+        raise ValueError(f"steps_per_epoch * batch_size = {steps_per_epoch} * {batch_size} exceeds the "
+                         f"{count} images of the split.")
+    total = epochs * steps_per_epoch
+    if not 0 <= start_step <= total:
+        raise ValueError(f"`start_step` must be in [0, {total}]. Received: start_step={start_step}")
+    start_epoch, skipped = divmod(start_step, steps_per_epoch)
+    seed = tf.constant(seed, tf.int64)
+
+    def epoch_order(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=tf.stack([seed, epoch]))
+        return tf.data.Dataset.from_tensor_slices(order[:steps_per_epoch * batch_size])
+
+    indices = (tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_order)
+               .batch(batch_size, drop_remainder=True).skip(skipped))
+    return _gather(images, indices)
+
+
+def evaluation_batches(images, batch_size):
+    """All images in stored order, in batches of ``batch_size`` (the last one may be smaller)."""
+    return _gather(images, tf.data.Dataset.range(len(images)).batch(batch_size))
+
+
+def _gather(images, indices):
+    images = tf.constant(images)
+    batches = indices.map(lambda index: tf.gather(images, index), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
+    options = tf.data.Options()
+    # Under a multi-worker strategy each worker reads the same index stream and keeps its part of every batch.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)

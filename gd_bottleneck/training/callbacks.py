@@ -1,0 +1,121 @@
+"""Keras callbacks of a training run: checkpoints with a stop guard, progress lines, TensorBoard image grids."""
+
+import math
+import signal
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gd_bottleneck import sampling
+
+
+class CheckpointGuard(keras.callbacks.Callback):
+    """Saves a checkpoint every ``every`` steps and when SIGTERM/SIGINT arrives, and stops on a non-finite loss.
+
+    A checkpoint is written only if the loss and every weight are finite, so the newest checkpoint is always a good
+    one: after a NaN the run stops with ``diverged_at`` set and the previous checkpoint is kept. A signal sets a flag
+    that is handled at the next step boundary (save, then stop), so a checkpoint never holds a half-applied update.
+    Checkpoints are numbered by the optimizer step; ``tf.train.CheckpointManager`` writes data files first and
+    switches its index file atomically, and keeps at most ``max_to_keep`` of them.
+    """
+
+    def __init__(self, manager, every):
+        super().__init__()
+        self.manager, self.every = manager, every
+        self.signal_received = None
+        self.diverged_at = None
+        self._previous_handlers = {}
+
+    def _on_signal(self, signum, frame):
+        del frame
+        self.signal_received = signal.Signals(signum).name
+
+    def on_train_begin(self, logs=None):
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def on_train_end(self, logs=None):
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    def step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def save(self):
+        """Saves at the current step unless a weight is not finite; returns the path or None."""
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables):
+            return None
+        step = self.step()
+        if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
+            return self.manager.latest_checkpoint
+        return self.manager.save(checkpoint_number=step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged_at = self.step()
+            self.model.stop_training = True
+            return
+        if self.signal_received or self.step() % self.every == 0:
+            self.save()
+        if self.signal_received:
+            self.model.stop_training = True
+
+
+class ProgressLines(keras.callbacks.Callback):
+    """One line every ``every`` steps: step, images/s over the interval, and the running metrics (bits/dim)."""
+
+    def __init__(self, total_steps, global_batch, every, write=print):
+        super().__init__()
+        self.total_steps, self.global_batch, self.every, self.write = total_steps, global_batch, every, write
+        self._mark = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._mark is None:
+            self._mark = (int(self.model.optimizer.iterations.numpy()), time.perf_counter())
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every and step != self.total_steps:
+            return
+        first_step, start = self._mark
+        rate = (step - first_step) * self.global_batch / max(time.perf_counter() - start, 1e-9)
+        metrics = "  ".join(f"{name} {float(value):.4f}" for name, value in sorted((logs or {}).items()))
+        self.write(f"step {step}/{self.total_steps}  {rate:.1f} images/s  {metrics}", flush=True)
+        self._mark = (step, time.perf_counter())
+
+
+def image_grid(images, columns=8):
+    """uint8 ``[N, H, W, 3]`` -> one uint8 grid image ``[1, rows*H, columns*W, 3]`` (missing cells black)."""
+    images = np.asarray(images)
+    count, height, width, channels = images.shape
+    rows = -(-count // columns)
+    padded = np.zeros((rows * columns, height, width, channels), np.uint8)
+    padded[:count] = images
+    grid = padded.reshape(rows, columns, height, width, channels).transpose(0, 2, 1, 3, 4)
+    return grid.reshape(1, rows * height, columns * width, channels)
+
+
+class ImageSummaries(keras.callbacks.Callback):
+    """TensorBoard image grids at the end of every epoch: data, reconstructions (x ~ p(x|z), z ~ q(z|data)) and
+    samples from the prior, drawn with fixed seeds so grids are comparable across epochs."""
+
+    def __init__(self, log_dir, images, seed):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.images, self.seed = images, tf.constant([seed, 7], tf.int32)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        count = len(self.images)
+        reconstructions = sampling.reference_samples(
+            self.model, sampling.posterior_latents(self.model, self.images, self.seed), self.seed)
+        samples = sampling.reference_samples(self.model, sampling.prior_latents(self.model, self.seed, count),
+                                             self.seed)
+        with self.writer.as_default(step=step):
+            for name, grid in (("data", self.images), ("reconstructions", reconstructions), ("samples", samples)):
+                tf.summary.image(name, image_grid(grid))
+        self.writer.flush()

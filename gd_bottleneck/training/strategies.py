@@ -1,0 +1,45 @@
+"""tf.distribute strategies by name, and splitting the host CPU into logical devices (to test replicas on a CPU)."""
+
+import json
+import os
+
+import tensorflow as tf
+
+
+def split_cpu(replicas):
+    """Makes the first CPU appear as ``replicas`` logical devices. Must run before TensorFlow initializes devices."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError as error:
+        raise RuntimeError(f"cpu_replicas={replicas}: TensorFlow's devices are already initialized in this process; "
+                           "split the CPU before running any TensorFlow op.") from error
+
+
+def make_strategy(name, cpu_replicas=0):
+    """``default`` (one device), ``mirrored`` (all local GPUs, or the logical CPUs) or ``multi_worker`` (TF_CONFIG)."""
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task).")
+        communication = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=communication)
+        if cpu_replicas > 1:
+            raise ValueError("cpu_replicas > 1 is not supported with strategy=multi_worker (one replica per worker).")
+        return strategy
+    if cpu_replicas > 0:
+        split_cpu(cpu_replicas)
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def is_chief():
+    """True on the worker that writes results, exports and the real checkpoints (always true without TF_CONFIG)."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = config.get("task", {})
+    cluster = config.get("cluster", {})
+    kind, index = task.get("type", "chief"), task.get("index", 0)
+    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)

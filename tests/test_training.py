@@ -1,0 +1,145 @@
+"""Training runs in-process: settings validation, schedules, a whole tiny run's outputs, NaN handling."""
+
+import dataclasses
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from gd_bottleneck import HybridVAE
+from gd_bottleneck.training import RunConfig, TrainingDiverged, train
+from gd_bottleneck.training.run import fit_segments, learning_rate_schedule
+from tests.tiny_models import TINY
+
+TINY_OVERRIDES = {name: value for name, value in TINY.to_dict().items() if name != "image_size"}
+
+
+def tiny_run(model_dir, data_dir, **changes):
+    settings = dict(model_dir=str(model_dir), data_dir=data_dir, image_size=8, model_overrides=TINY_OVERRIDES,
+                    dropout_rate=0.1, batch_size=8, epochs=2, steps_per_epoch=3, checkpoint_every=2,
+                    keep_checkpoints=2, log_every=1, progress="lines", image_summaries=2, learning_rate=1e-3)
+    settings.update(changes)
+    return RunConfig(**settings)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"dropout_rate": 1.0}, r"`dropout_rate` must be in the range \[0, 1\)"),
+    ({"dropout_rate": None}, "`dropout_rate` is required"),
+    ({"bottleneck": "variational"}, "`beta` is required"),
+    ({"bottleneck": "variational", "beta": -1.0}, "`beta` must be a finite number >= 0"),
+    ({"batch_size": 0}, "`batch_size` must be an integer >= 1"),
+    ({"learning_rate": 0.0}, "`learning_rate` must be a finite number > 0"),
+    ({"adam_beta2": 1.0}, "`adam_beta2` must be in the range"),
+    ({"dataset": "imagenet"}, "`dataset` must be one of"),
+    ({"strategy": "tpu"}, "`strategy` must be one of"),
+    ({"model_preset": "huge"}, "`model_preset` must be one of"),
+    ({"model_overrides": {"pixelcnn_filters": 0}}, "`pixelcnn_filters` must be an integer >= 1"),
+    ({"model_overrides": {"width": 3}}, "width"),
+    ({"image_size": 12}, "image_size"),
+    ({"seed": -1}, "`seed`"),
+    ({"model_dir": ""}, "`model_dir`"),
+])
+def test_bad_settings_are_refused_with_the_field_named(changes, message):
+    valid = tiny_run("/tmp/unused", None)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(valid, **changes)
+
+
+def test_a_resume_may_move_files_but_not_change_what_is_trained():
+    saved = tiny_run("runs/a", None).to_dict()
+    tiny_run("runs/a", "/data", checkpoint_every=7, strategy="mirrored").check_resumable_from(saved)
+    with pytest.raises(ValueError, match="dropout_rate: 0.1 -> 0.2"):
+        tiny_run("runs/a", None, dropout_rate=0.2).check_resumable_from(saved)
+    with pytest.raises(ValueError, match="epochs: 2 -> 3"):  # the schedule depends on the length of the run
+        tiny_run("runs/a", None, epochs=3).check_resumable_from(saved)
+
+
+@pytest.mark.parametrize("schedule", ["exponential", "linear", "cosine"])
+def test_learning_rate_anneals_from_the_first_to_the_final_value(schedule):
+    config = tiny_run("x", None, lr_schedule=schedule, learning_rate=1e-4, final_learning_rate=4e-6)
+    rate = learning_rate_schedule(config, 1000)
+    values = np.array([float(rate(step)) for step in (0, 250, 500, 1000)])
+    np.testing.assert_allclose(values[[0, -1]], [1e-4, 4e-6], rtol=1e-5)
+    assert np.all(np.diff(values) < 0)
+    if schedule == "exponential":  # geometric: the midpoint is the geometric mean
+        assert values[2] == pytest.approx(np.sqrt(1e-4 * 4e-6), rel=1e-5)
+
+
+@pytest.mark.parametrize("start, expected", [
+    (0, [(0, 3, 5, 0)]),
+    (5, [(1, 3, 5, 5)]),
+    (7, [(1, 2, 3, 7), (2, 3, 5, 10)]),
+    (14, [(2, 3, 1, 14)]),
+    (15, []),
+])
+def test_fit_segments_finish_a_run_from_any_step(start, expected):
+    assert list(fit_segments(start, 5, 3)) == expected
+
+
+def test_a_tiny_run_writes_results_checkpoints_tensorboard_and_an_export(tmp_path, shapes_data_dir):
+    lines = []
+    config = tiny_run(tmp_path / "run", shapes_data_dir)
+    results = train(config, write=lambda text, flush=False: lines.append(text))
+    assert results["steps"] == results["total_steps"] == 6
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["config"] == config.to_dict() and saved["steps"] == 6
+    for name in ("test_elbo_bpd", "test_kl_bpd", "test_recon_bpd", "test_mi_bound_bpd", "wall_time_s"):
+        assert np.isfinite(saved[name]), name
+    assert saved["test_elbo_bpd"] == pytest.approx(saved["test_recon_bpd"] + saved["test_kl_bpd"], rel=1e-5)
+    assert any(line.startswith("step 6/6") and "images/s" in line and "elbo_bpd" in line for line in lines)
+
+    checkpoints = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "run/checkpoints/ckpt-*.index")))
+    assert checkpoints == ["ckpt-4.index", "ckpt-6.index"]  # every 2 steps, the newest 2 kept
+
+    # The export's test-mode ELBO over the test split reproduces the evaluation in results.json.
+    exported = tf.saved_model.load(saved["export"])
+    assert saved["export"].endswith("export/1")
+    from gd_bottleneck import data
+    test_images = data.load_images("shapes", "test", 8, data_dir=shapes_data_dir)
+    # Same batches as the evaluation (the test-mode z draw is keyed by the batch size).
+    elbo = np.concatenate([exported.signatures["elbo"](images=tf.constant(test_images[i:i + 8]))["elbo_bpd"]
+                           for i in range(0, len(test_images), 8)])
+    assert elbo.mean() == pytest.approx(saved["test_elbo_bpd"], rel=1e-5)
+
+    scalars, images = EventAccumulator(str(tmp_path / "run/tensorboard/train")), None
+    scalars.Reload()
+    tags = set(scalars.Tags()["scalars"]) | set(scalars.Tags()["tensors"])
+    for name in ("epoch_elbo_bpd", "epoch_kl_bpd", "epoch_learning_rate", "batch_elbo_bpd"):
+        assert name in tags, (name, tags)
+    images = EventAccumulator(str(tmp_path / "run/tensorboard/images"))
+    images.Reload()
+    assert {"data", "reconstructions", "samples"} <= set(images.Tags()["tensors"]) | set(images.Tags()["images"])
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, shapes_data_dir,
+                                                                              monkeypatch):
+    objective = HybridVAE.objective
+
+    def poisoned(self, terms):  # the loss of the 4th step (optimizer.iterations == 3) is NaN
+        poison = tf.where(self.optimizer.iterations >= 3, np.nan, 1.0) if self.optimizer else 1.0
+        return objective(self, terms) * poison
+
+    monkeypatch.setattr(HybridVAE, "objective", poisoned)
+    config = tiny_run(tmp_path / "run", shapes_data_dir, checkpoint_every=1, keep_checkpoints=10, image_summaries=0)
+    with pytest.raises(TrainingDiverged, match="NaN/inf at step 4") as stop:
+        train(config, write=lambda text, flush=False: None)
+    assert "ckpt-3" in str(stop.value)
+    assert not (tmp_path / "run" / "results.json").exists()
+    reader = tf.train.load_checkpoint(str(tmp_path / "run/checkpoints/ckpt-3"))
+    assert tf.train.latest_checkpoint(str(tmp_path / "run/checkpoints")).endswith("ckpt-3")
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if np.issubdtype(np.asarray(value).dtype, np.floating):
+            assert np.all(np.isfinite(value)), name
+
+
+def test_run_config_round_trips_through_json():
+    config = tiny_run("runs/x", "/data", bottleneck="variational", beta=0.5, dropout_rate=None)
+    assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="Unknown RunConfig fields"):
+        RunConfig.from_dict({**config.to_dict(), "typo": 1})
+    assert dataclasses.replace(config, epochs=4).epochs == 4

@@ -1,0 +1,1 @@
+"""Command-line entry points (absl apps). The library itself never reads flags."""
