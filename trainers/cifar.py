@@ -11,7 +11,7 @@ override it. Every flag is a field of gd_bottleneck.training.RunConfig (same nam
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from gd_bottleneck.config import ModelConfig
 from gd_bottleneck.training import RunConfig, TrainingDiverged, TrainingInterrupted, train
@@ -43,6 +43,7 @@ flags.DEFINE_float("adam_beta1", 0.9, "Adam beta_1.")
 flags.DEFINE_float("adam_beta2", 0.999, "Adam beta_2.")
 flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights, the noise streams and the data order, in [0, 2**31).")
+flags.DEFINE_bool("export", True, "Write a SavedModel version at the end (--noexport skips it).")
 flags.DEFINE_string("export_dir", None, "SavedModel base folder; versions 1, 2, ... (default: model_dir/export).")
 flags.DEFINE_integer("checkpoint_every", 500, "Save a checkpoint every this many steps.")
 flags.DEFINE_integer("keep_checkpoints", 3, "How many checkpoints to keep.")
@@ -65,6 +66,7 @@ def run_config_from_flags():
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TF's INFO chatter (checkpoint sharding, ...) hides the progress lines
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     if FLAGS.model_dir is None:

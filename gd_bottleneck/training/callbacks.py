@@ -73,6 +73,9 @@ class ProgressLines(keras.callbacks.Callback):
         self.total_steps, self.global_batch, self.every, self.write = total_steps, global_batch, every, write
         self._mark = None
 
+    def on_epoch_end(self, epoch, logs=None):
+        self._mark = None  # the rate measures training only, not epoch-end work (image grids, checkpoints)
+
     def on_train_batch_begin(self, batch, logs=None):
         if self._mark is None:
             self._mark = (int(self.model.optimizer.iterations.numpy()), time.perf_counter())

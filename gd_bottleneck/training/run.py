@@ -25,7 +25,7 @@ import tensorflow as tf
 from gd_bottleneck import data
 from gd_bottleneck.export import export_saved_model
 from gd_bottleneck.hybrid import HybridVAE
-from gd_bottleneck.training import callbacks, files, strategies
+from gd_bottleneck.training import callbacks, checkpoints, files, strategies
 from gd_bottleneck.training.run_config import RunConfig
 
 
@@ -107,11 +107,11 @@ def train(config, write=print):
                                           beta_2=config.adam_beta2, epsilon=config.adam_epsilon)
         model.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        checkpoint = checkpoints.training_checkpoint(model, optimizer)
         manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(config, chief),
                                              max_to_keep=config.keep_checkpoints)
         if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            checkpoints.restore(checkpoint, manager.latest_checkpoint)
     start_step = int(optimizer.iterations.numpy())
     write(f"{'Resuming at' if start_step else 'Starting'} step {start_step}/{total_steps}: "
           f"{model.count_params():,} parameters, {strategy.num_replicas_in_sync} replica(s), "
@@ -151,7 +151,7 @@ def train(config, write=print):
                    parameters=model.count_params(), replicas=strategy.num_replicas_in_sync,
                    test_images=len(test_images), config=config.to_dict(),
                    model_config=config.model_config().to_dict())
-    if chief:
+    if chief and config.export:
         results["export"] = export_saved_model(model, config.export_base)
         files.write_json_atomically(os.path.join(config.model_dir, "results.json"), results)
     write(f"Test: elbo {results['test_elbo_bpd']:.4f} bits/dim, KL {results['test_kl_bpd']:.4f} bits/dim; "

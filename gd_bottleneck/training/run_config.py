@@ -16,7 +16,7 @@ from gd_bottleneck.validation import check_int, check_nonnegative, check_rate, c
 LR_SCHEDULES = ("exponential", "linear", "cosine", "constant")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # Fields a resumed run may change: where things are read and written, how often, on what hardware.
-RESUMABLE_CHANGES = frozenset({"data_dir", "manual_dir", "model_dir", "export_dir", "checkpoint_every",
+RESUMABLE_CHANGES = frozenset({"data_dir", "manual_dir", "model_dir", "export", "export_dir", "checkpoint_every",
                                "keep_checkpoints", "strategy", "cpu_replicas", "log_every", "progress",
                                "image_summaries", "eval_batch_size", "deterministic"})
 
@@ -60,6 +60,7 @@ class RunConfig:
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     seed: int = 0
+    export: bool = True  # write a SavedModel version at the end
     export_dir: str | None = None  # default: model_dir/export
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
