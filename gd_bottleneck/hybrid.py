@@ -228,7 +228,12 @@ class HybridVAE(keras.Model):
             self.trackers[name].update_state(value)
         if self.bottleneck == "gaussian_dropout":
             self.trackers["mi_bound_bpd"].update_state(self.mi_bound_bpd(terms["v"]))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras (3.15) reduces step outputs across workers with reduce("MEAN", axis=0), which needs an axis:
+            # give each (already globally aggregated) scalar one, and the reduction returns it as a scalar.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     @staticmethod
     def _images_of(data):
@@ -250,6 +255,15 @@ class HybridVAE(keras.Model):
     def test_step(self, data):
         terms = self.terms(self._images_of(data), training=False)
         return self._update_metrics(terms, tf.reduce_mean(self.objective(terms)))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15, TF backend) MEAN-reduces the first data batch across replicas just to learn its shapes. Under
+        # MultiWorkerMirroredStrategy that is a collective, and collectives do not support uint8 images (the error
+        # is "Value for attr 'T' of uint8 is not in the list of allowed values"). This model builds its weights in
+        # __init__, so the step is needed only when the optimizer is not built yet.
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def build(self, input_shape=None):
         """Creates every weight by running the model once on a zero batch of the configured size."""

@@ -1,9 +1,17 @@
-"""The trainer CLI end to end, in subprocesses: fast flag errors, flagfiles, SIGKILL/SIGTERM resume, 2 replicas."""
+"""The trainer CLI end to end, in subprocesses: fast flag errors, flagfiles, SIGKILL/SIGTERM resume, replicas.
 
+The runs are started concurrently (graph tracing is single-threaded, so two cores run two traces at once) by the
+module fixture ``runs``, and the tests check what each run left behind.
+"""
+
+import glob
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -19,6 +27,8 @@ from tests.tiny_models import TINY
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [f"--{name}={value}" for name, value in TINY.to_dict().items() if name != "image_size"]
 TOTAL_STEPS = 80
+KILLED_AFTER, TERMINATED_AFTER = 30, 10  # checkpoints after which the runs get SIGKILL / SIGTERM
+COMPARED_STEP = 10  # replica runs are compared with the 1-replica run here, before Adam amplifies float noise
 
 
 def trainer_command(model_dir, data_dir, *extra):
@@ -26,46 +36,98 @@ def trainer_command(model_dir, data_dir, *extra):
             "--dataset=shapes", "--image_size=8", "--dropout_rate=0.1", "--batch_size=8", "--epochs=4",
             "--steps_per_epoch=20", "--checkpoint_every=10", "--keep_checkpoints=20", "--log_every=10",
             "--image_summaries=0", "--progress=lines", "--learning_rate=1e-3", "--deterministic", "--noexport",
-            *TINY_FLAGS,
-            *extra]
+            *TINY_FLAGS, *extra]
 
 
-def environment():
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
+def environment(**extra):
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, **extra}
 
 
-def run_trainer(*args, **kwargs):
-    return subprocess.run(trainer_command(*args, **kwargs), cwd=REPO, env=environment(), capture_output=True,
-                          text=True, timeout=600)
+class Run:
+    """A trainer subprocess whose output goes to files (pipes could fill up and block it while it is polled)."""
+
+    def __init__(self, model_dir, data_dir, *extra, env=None):
+        self.model_dir = str(model_dir)
+        logs = tempfile.mkdtemp(dir=os.path.dirname(self.model_dir), prefix=os.path.basename(self.model_dir) + ".log")
+        self.out_path, self.err_path = os.path.join(logs, "out"), os.path.join(logs, "err")
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.process = subprocess.Popen(trainer_command(self.model_dir, data_dir, *extra), cwd=REPO,
+                                            env=env or environment(), stdout=out, stderr=err)
+
+    def checkpoint_reached(self, step):
+        index = os.path.join(self.model_dir, "checkpoints", "checkpoint")
+        return os.path.exists(index) and f"ckpt-{step}\"" in open(index).read()
+
+    def wait(self):
+        self.process.wait(timeout=600)
+        self.stdout, self.stderr = open(self.out_path).read(), open(self.err_path).read()
+        return self
+
+    def assert_succeeded(self):
+        assert self.wait().process.returncode == 0, self.stderr[-3000:]
+        return self
 
 
-def start_trainer(*args):
-    return subprocess.Popen(trainer_command(*args), cwd=REPO, env=environment(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_checkpoint(process, model_dir, step):
-    """Polls until checkpoint ``step`` is the newest one (the run is then past it and still going)."""
-    index = os.path.join(model_dir, "checkpoints", "checkpoint")
-    while process.poll() is None:
-        if os.path.exists(index) and f"ckpt-{step}\"" in open(index).read():
-            return
+def signal_after_checkpoints(actions):
+    """``actions``: [(run, step, signal)]; sends each signal once its run has written checkpoint ``step``."""
+    pending = list(actions)
+    while pending:
+        for action in list(pending):
+            run, step, signum = action
+            if run.checkpoint_reached(step):
+                run.process.send_signal(signum)
+                pending.remove(action)
+            elif run.process.poll() is not None:
+                raise AssertionError(f"a run ended before checkpoint {step}: {open(run.err_path).read()[-2000:]}")
         time.sleep(0.01)
-    raise AssertionError(f"the run ended before checkpoint {step}: {process.stderr.read()[-2000:]}")
 
 
-def final_weights(model_dir):
-    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def weights(model_dir, step=None):
+    """Every saved tensor of the newest checkpoint (or of checkpoint ``step``) of a run."""
+    folder = os.path.join(str(model_dir), "checkpoints")
+    reader = tf.train.load_checkpoint(folder if step is None else os.path.join(folder, f"ckpt-{step}"))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
             if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
 
 
+def assert_same_model_weights(actual, expected):
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        if name.startswith("model_variables") and np.issubdtype(expected[name].dtype, np.floating):
+            np.testing.assert_allclose(actual[name], expected[name], rtol=2e-4, atol=2e-5, err_msg=name)
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, shapes_data_dir):
-    model_dir = str(tmp_path_factory.mktemp("uninterrupted"))
-    done = run_trainer(model_dir, shapes_data_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return model_dir
+def runs(tmp_path_factory, shapes_data_dir):
+    """All trainer runs of this module, two phases of concurrent subprocesses."""
+    base = tmp_path_factory.mktemp("runs")
+    data = shapes_data_dir
+    first = {"uninterrupted": Run(base / "uninterrupted", data), "killed": Run(base / "killed", data),
+             "terminated": Run(base / "terminated", data),
+             "mirrored": Run(base / "mirrored", data, "--strategy=mirrored", "--cpu_replicas=2")}
+    signal_after_checkpoints([(first["killed"], KILLED_AFTER, signal.SIGKILL),
+                              (first["terminated"], TERMINATED_AFTER, signal.SIGTERM)])
+    for run in first.values():
+        run.wait()
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    second = {"resumed": Run(base / "killed", data)}
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        second[f"worker{index}"] = Run(base / "workers", data, "--strategy=multi_worker",
+                                       env=environment(TF_CONFIG=config))
+    for run in second.values():
+        run.wait()
+    return {**first, **second}
 
 
 @pytest.mark.parametrize("flag, message", [
@@ -73,8 +135,8 @@ def uninterrupted(tmp_path_factory, shapes_data_dir):
     ("--bottleneck=vae", "--bottleneck"),
 ])
 def test_bad_flags_fail_before_anything_heavy_with_the_flag_named(tmp_path, flag, message):
-    done = run_trainer(tmp_path / "run", tmp_path / "data", flag)
-    assert done.returncode != 0
+    done = Run(tmp_path / "run", tmp_path / "data", flag).wait()
+    assert done.process.returncode != 0
     assert message in done.stderr + done.stdout
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
 
@@ -111,49 +173,47 @@ def test_gd_flags_trains_on_cifar10_offline_with_a_step_cap(tmp_path, monkeypatc
     assert np.isfinite(results["test_elbo_bpd"]) and results["config"]["dropout_rate"] == 0.15
 
 
-def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path, uninterrupted,
-                                                                          shapes_data_dir):
-    model_dir = str(tmp_path / "killed")
-    process = start_trainer(model_dir, shapes_data_dir)
-    wait_for_checkpoint(process, model_dir, 30)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not os.path.exists(os.path.join(model_dir, "results.json")), "the run finished before the kill"
-    resumed = run_trainer(model_dir, shapes_data_dir)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(runs):
+    assert runs["killed"].process.returncode == -signal.SIGKILL
+    runs["uninterrupted"].assert_succeeded()
+    resumed = runs["resumed"].assert_succeeded()
     start = int(resumed.stdout.split("Resuming at step ")[1].split("/")[0])
-    assert 30 <= start < TOTAL_STEPS
-    expected, actual = final_weights(uninterrupted), final_weights(model_dir)
+    assert KILLED_AFTER <= start < TOTAL_STEPS
+    assert os.path.exists(os.path.join(resumed.model_dir, "results.json"))
+    expected, actual = weights(runs["uninterrupted"].model_dir), weights(resumed.model_dir)
     assert expected.keys() == actual.keys()
-    for name in expected:
+    for name in expected:  # bit for bit: model, optimizer (incl. step) and noise counters
         np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_with_a_resume_hint(tmp_path, shapes_data_dir):
-    model_dir = str(tmp_path / "terminated")
-    process = start_trainer(model_dir, shapes_data_dir)
-    wait_for_checkpoint(process, model_dir, 10)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr[-2000:]
-    assert "SIGTERM received: checkpoint saved at step" in stderr and "rerun the same command" in stderr
-    step = int(stderr.split("checkpoint saved at step ")[1].split()[0])
-    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith(f"ckpt-{step}")
+def test_sigterm_saves_a_checkpoint_and_exits_with_a_resume_hint(runs):
+    terminated = runs["terminated"]
+    assert terminated.process.returncode == 130, terminated.stderr[-2000:]
+    assert "SIGTERM received: checkpoint saved at step" in terminated.stderr
+    assert "rerun the same command" in terminated.stderr
+    step = int(terminated.stderr.split("checkpoint saved at step ")[1].split()[0])
+    assert TERMINATED_AFTER <= step < TOTAL_STEPS
+    assert tf.train.latest_checkpoint(os.path.join(terminated.model_dir, "checkpoints")).endswith(f"ckpt-{step}")
+    assert not os.path.exists(os.path.join(terminated.model_dir, "results.json"))
 
 
-def test_two_cpu_replicas_train_to_the_weights_of_one(tmp_path, shapes_data_dir):
-    model_dir = str(tmp_path / "replicas")
-    done = run_trainer(model_dir, shapes_data_dir, "--strategy=mirrored", "--cpu_replicas=2", "--epochs=1",
-                       "--steps_per_epoch=10")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 replica(s)" in done.stdout
-    # Compare with the 1-replica run's checkpoint after the same 10 steps (same batches, same noise). The
-    # learning-rate schedule depends on the run length, so compare models trained with the same schedule: the
-    # 1-replica reference is rerun here for 10 steps.
-    reference_dir = str(tmp_path / "one")
-    reference = run_trainer(reference_dir, shapes_data_dir, "--epochs=1", "--steps_per_epoch=10")
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    expected, actual = final_weights(reference_dir), final_weights(model_dir)
-    for name in expected:
-        if "model" in name and np.issubdtype(expected[name].dtype, np.floating):
-            np.testing.assert_allclose(actual[name], expected[name], rtol=2e-4, atol=2e-5, err_msg=name)
+def test_two_cpu_replicas_train_to_the_weights_of_one(runs):
+    mirrored = runs["mirrored"].assert_succeeded()
+    assert "2 replica(s)" in mirrored.stdout
+    assert_same_model_weights(weights(mirrored.model_dir, COMPARED_STEP),
+                              weights(runs["uninterrupted"].model_dir, COMPARED_STEP))
+
+
+def test_two_workers_on_loopback_train_to_the_weights_of_one(runs):
+    for index in range(2):
+        assert "2 replica(s)" in runs[f"worker{index}"].assert_succeeded().stdout
+    model_dir = runs["worker0"].model_dir
+    assert_same_model_weights(weights(model_dir, COMPARED_STEP), weights(runs["uninterrupted"].model_dir,
+                                                                         COMPARED_STEP))
+    scratch = glob.glob(os.path.join(model_dir, "workers", "*"))
+    assert len(scratch) == 1  # the non-chief worker's copy, identical to the chief's
+    other = tf.train.load_checkpoint(scratch[0])
+    for name, value in weights(model_dir).items():
+        if name.startswith("model_variables"):
+            np.testing.assert_array_equal(other.get_tensor(name), value, err_msg=name)
+    assert os.path.exists(os.path.join(model_dir, "results.json"))

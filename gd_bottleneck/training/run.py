@@ -151,8 +151,9 @@ def train(config, write=print):
                    parameters=model.count_params(), replicas=strategy.num_replicas_in_sync,
                    test_images=len(test_images), config=config.to_dict(),
                    model_config=config.model_config().to_dict())
-    if chief and config.export:
-        results["export"] = export_saved_model(model, config.export_base)
+    if chief:
+        if config.export:
+            results["export"] = export_saved_model(model, config.export_base)
         files.write_json_atomically(os.path.join(config.model_dir, "results.json"), results)
     write(f"Test: elbo {results['test_elbo_bpd']:.4f} bits/dim, KL {results['test_kl_bpd']:.4f} bits/dim; "
           f"results in {os.path.join(config.model_dir, 'results.json')}", flush=True)
