@@ -4,9 +4,15 @@ TF Serving polls a model base path and loads the highest integer version. A vers
 temporary folder next to the versions and then renamed into place, so a poller never sees a half-written version; an
 existing version is never overwritten (the next free integer is used).
 
-Signatures (inputs are uint8 images ``[n, H, W, 3]``):
-    elbo     -> elbo_bpd [n], kl_bpd [n]                 test mode (no bottleneck noise), bits/dim
-    encode   -> latent_mean, latent_stddev [n, l, l, c]  the posterior q(z | x)
+Signatures (images are uint8 ``[n, H, W, 3]``, H = W = the model's image_size; seeds are int32 ``[2]``):
+    sample (= serving_default)  num_samples int32 scalar, seed -> images uint8 [num_samples, H, W, 3]
+    reconstruct                 images, seed -> images uint8 [n, H, W, 3]   (z ~ q(z | images), then p(x | z))
+    encode                      images -> latent_mean, latent_stddev [n, l, l, c]   the posterior q(z | x)
+    elbo                        images -> elbo_bpd [n], kl_bpd [n]   test mode (no bottleneck noise), bits/dim
+
+Sampling uses the cached sampler; image b of a request with seed s is the same whatever the request's size. The
+SavedModel is plain TensorFlow: it loads without this package. Requests with ``num_samples`` or ``n`` outside
+``[1, MAX_IMAGES_PER_REQUEST]`` fail with INVALID_ARGUMENT; wrong dtypes or shapes are rejected by the signature.
 """
 
 import os
@@ -15,6 +21,10 @@ import tempfile
 
 import keras
 import tensorflow as tf
+
+from gd_bottleneck import sampling
+
+MAX_IMAGES_PER_REQUEST = 256  # a 32x32 request of this size takes minutes on a CPU; split bigger ones
 
 
 def existing_versions(base_dir):
@@ -28,21 +38,41 @@ def _claimed_versions(base_dir):
     return [int(name[len(".claim-"):]) for name in os.listdir(base_dir) if name.startswith(".claim-")]
 
 
+def _check_count(count, name):
+    """An assertion that ``count`` (int32 scalar) is in [1, MAX_IMAGES_PER_REQUEST] (INVALID_ARGUMENT otherwise)."""
+    valid = tf.logical_and(count >= 1, count <= MAX_IMAGES_PER_REQUEST)
+    return tf.debugging.Assert(valid, [f"`{name}` must be in [1, {MAX_IMAGES_PER_REQUEST}]. Received:", count])
+
+
 def _endpoints(model):
+    """The signature functions, ``sample`` first (``write_out`` aliases the first endpoint as serving_default)."""
     size = model.config.image_size
     images_spec = tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")
+    seed_spec = tf.TensorSpec([2], tf.int32, name="seed")
 
-    @tf.function(input_signature=[images_spec])
-    def elbo(images):
-        figures = model.elbo(images)
-        return {"elbo_bpd": figures["elbo_bpd"], "kl_bpd": figures["kl_bpd"]}
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num_samples"), seed_spec])
+    def sample(num_samples, seed):
+        with tf.control_dependencies([_check_count(num_samples, "num_samples")]):
+            z = sampling.prior_latents(model, seed, num_samples)
+        return {"images": sampling.cached_samples(model, z, seed)}
+
+    @tf.function(input_signature=[images_spec, seed_spec])
+    def reconstruct(images, seed):
+        with tf.control_dependencies([_check_count(tf.shape(images)[0], "images.shape[0]")]):
+            z = sampling.posterior_latents(model, images, seed)
+        return {"images": sampling.cached_samples(model, z, seed)}
 
     @tf.function(input_signature=[images_spec])
     def encode(images):
         mean, stddev = model.encode(images)
         return {"latent_mean": mean, "latent_stddev": stddev}
 
-    return {"elbo": elbo, "encode": encode}
+    @tf.function(input_signature=[images_spec])
+    def elbo(images):
+        figures = model.elbo(images)
+        return {"elbo_bpd": figures["elbo_bpd"], "kl_bpd": figures["kl_bpd"]}
+
+    return {"sample": sample, "reconstruct": reconstruct, "encode": encode, "elbo": elbo}
 
 
 def export_saved_model(model, base_dir):

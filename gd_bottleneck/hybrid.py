@@ -148,6 +148,16 @@ class HybridVAE(keras.Model):
         """Returns (mixture params, bottleneck KL per image [B] nats or None, (v before the bottleneck, u))."""
         u = self.decoder(z, training=training)
         v = self.pixelcnn([x, u], training=training)
+        params, bottleneck_kl = self.mixture_params(v, u, training)
+        return params, bottleneck_kl, (v, u)
+
+    def mixture_params(self, v, u, training=False):
+        """The per-pixel head: bottleneck on v, then the mixer MLP on ``[v~, u]``.
+
+        ``v [..., output_dim]`` and ``u [..., decoder_output_channels]`` for any leading shape (whole maps in
+        training, single pixels in the cached sampler). Returns ``(params [..., K * 10], bottleneck KL per image
+        in nats or None)``; the KL is only meaningful for ``[B, H, W, .]`` maps.
+        """
         bottleneck_kl = None
         if self.bottleneck == "variational":
             v_tilde, bottleneck_kl = self.bottleneck_layer.outputs_and_kl(v, training=training)
@@ -156,7 +166,7 @@ class HybridVAE(keras.Model):
         else:
             v_tilde = v
         params = self.mixer_output(self.mixer_hidden(tf.concat([v_tilde, u], axis=-1)))
-        return params, bottleneck_kl, (v, u)
+        return params, bottleneck_kl
 
     @tf.autograph.experimental.do_not_convert  # plain Python control flow only; saves seconds of tracing
     def terms(self, images, training=False):

@@ -9,11 +9,14 @@ Randomness is explicit and per image: image ``b`` of a request with ``seed`` use
 seed gives the same images whatever the batch size (image ``b`` of a batch of 4 equals image ``b`` of a batch of 64).
 
 ``reference_samples`` is the plain sampler: one full network pass per pixel, H * W passes per image.
+``cached_samples`` (Fast PixelCNN++) computes each activation once per image
+(:class:`~gd_bottleneck.pixelcnn_cache.IncrementalPixelCNN`) and draws the same images from the same noise.
 """
 
 import tensorflow as tf
 
 from gd_bottleneck.distributions import DiscretizedLogisticMixture
+from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN
 
 _LATENT, _COMPONENTS, _CHANNELS = 0, 1, 2  # sub-streams of an image's seed
 
@@ -77,4 +80,31 @@ def reference_samples(model, z, seed):
 
     images = tf.zeros([num_images, size, size, 3], tf.float32)
     _, images = tf.while_loop(lambda index, _: index < size * size, draw_next, (tf.constant(0), images))
+    return tf.cast(images, tf.uint8)
+
+
+@tf.function(reduce_retracing=True)
+def cached_samples(model, z, seed):
+    """uint8 images ``[B, H, W, 3]`` drawn from p(x | z) with cached activations: the reference's images, faster."""
+    size = model.config.image_size
+    num_images = tf.shape(z)[0]
+    component_uniforms, channel_uniforms = pixel_uniforms(model, seed, num_images)
+    u = model.decoder(z, training=False)
+    network = IncrementalPixelCNN(model.pixelcnn, u)
+
+    def draw_next(index, state, images):
+        row, col = index // size, index % size
+        state = tf.cond(tf.equal(col, 0), lambda: network.start_row(state, row), lambda: dict(state))
+        v, state = network.output(state, row, col)
+        params, _ = model.mixture_params(v, u[:, row:row + 1, col:col + 1])
+        pixel = draw_pixel(params[:, 0, 0], component_uniforms[:, row, col], channel_uniforms[:, row, col])
+        state = network.set_pixel(state, row, col, model.rescale(pixel))
+        where = tf.stack([tf.range(num_images), tf.fill([num_images], row), tf.fill([num_images], col)], axis=1)
+        state = {key: tf.ensure_shape(value, shapes[key]) for key, value in state.items()}  # lost by slicing
+        return index + 1, state, tf.tensor_scatter_nd_update(images, where, pixel)
+
+    images = tf.zeros([num_images, size, size, 3], tf.float32)
+    initial = network.initial_state()
+    shapes = {key: value.shape for key, value in initial.items()}
+    _, _, images = tf.while_loop(lambda index, *_: index < size * size, draw_next, (tf.constant(0), initial, images))
     return tf.cast(images, tf.uint8)

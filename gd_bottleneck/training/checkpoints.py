@@ -7,7 +7,13 @@ saved). Keying every variable by its position in ``model.variables`` (a fixed or
 Keras path saves all of them, and restoring checks that each one matched.
 """
 
+import os
+
 import tensorflow as tf
+
+from gd_bottleneck.hybrid import HybridVAE
+from gd_bottleneck.training import files
+from gd_bottleneck.training.run_config import RunConfig
 
 
 def model_variables(model):
@@ -26,3 +32,23 @@ def training_checkpoint(model, optimizer):
 def restore(checkpoint, path):
     """Restores ``path`` and checks every variable of the training state was found in it."""
     checkpoint.restore(path).assert_existing_objects_matched()
+
+
+def load_trained_model(model_dir):
+    """The HybridVAE of a training run, with the weights of its newest checkpoint (for export and sampling).
+
+    Reads ``model_dir/run_config.json`` for the architecture and ``model_dir/checkpoints/`` for the weights; the
+    optimizer state in the checkpoint is not needed and not loaded. Raises ``FileNotFoundError`` naming what is
+    missing.
+    """
+    settings = os.path.join(model_dir, "run_config.json")
+    if not os.path.exists(settings):
+        raise FileNotFoundError(f"`model_dir` {model_dir!r} has no run_config.json: it is not a training run's folder.")
+    config = RunConfig.from_dict(files.read_json(settings))
+    newest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if newest is None:
+        raise FileNotFoundError(f"`model_dir` {model_dir!r} has no checkpoint yet (checkpoints/ is empty).")
+    model = HybridVAE(config.model_config(), **config.model_kwargs())
+    status = tf.train.Checkpoint(model_variables=model_variables(model)).restore(newest)
+    status.expect_partial().assert_existing_objects_matched()
+    return model, config, newest

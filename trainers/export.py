@@ -1,0 +1,35 @@
+"""Export a trained model as the next SavedModel version for TF Serving (signatures: sample, reconstruct, encode, elbo).
+
+    python -m trainers.export --model_dir=runs/demo --export_dir=saved_models/demo
+
+Writes ``<export_dir>/<next integer version>/`` atomically from the newest checkpoint in ``--model_dir``; existing
+versions are never overwritten. Prints the version's path.
+"""
+
+from absl import app, flags, logging
+
+from gd_bottleneck.export import export_saved_model
+from gd_bottleneck.training.checkpoints import load_trained_model
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "A training run's folder (run_config.json + checkpoints/) (required).")
+flags.DEFINE_string("export_dir", None, "SavedModel base folder, e.g. saved_models/<name> (required).")
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
+    for name in ("model_dir", "export_dir"):
+        if not FLAGS[name].value:
+            raise app.UsageError(f"Flag --{name} is required.")
+    try:
+        model, _, checkpoint = load_trained_model(FLAGS.model_dir)
+    except FileNotFoundError as error:
+        raise app.UsageError(str(error).replace("`model_dir`", "--model_dir"))
+    path = export_saved_model(model, FLAGS.export_dir)
+    print(f"Exported {checkpoint} to {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
