@@ -25,6 +25,17 @@ import tensorflow as tf
 from gd_bottleneck.pixelcnn import ConditionalPixelCNN, concat_elu
 
 
+def crop(tensor, rows=None, columns=None):
+    """``tensor[:, rows[0]:rows[0] + rows[1], columns[0]:columns[0] + columns[1]]`` for ``[B, H, W, ...]`` tensors,
+    with tensor starts and static sizes, so the result keeps a static shape (and XLA can compile it)."""
+    rank = tensor.shape.rank
+    begin, size = [0] * rank, [-1] + list(tensor.shape[1:])
+    for axis, window in ((1, rows), (2, columns)):
+        if window is not None:
+            begin[axis], size[axis] = window
+    return tf.slice(tensor, tf.stack(begin), size)
+
+
 def _pad_columns(row, left, right):
     return tf.pad(row, [[0, 0], [0, 0], [left, right], [0, 0]])
 
@@ -116,8 +127,8 @@ class IncrementalPixelCNN:
         state = dict(state)
         x, net = state["x"], self.net
         above = tf.maximum(row - 1, 0)
-        first_rows = net.first_rows.conv(x[:, above:above + 2])  # image rows row-2, row-1 -> u row `row`
-        first_row_left = net.first_row_left.conv(x[:, row:row + 1])  # image row row-1
+        first_rows = net.first_rows.conv(crop(x, rows=(above, 2)))  # image rows row-2, row-1 -> u row `row`
+        first_row_left = net.first_row_left.conv(crop(x, rows=(row, 1)))  # image row row-1
         state["ul_first_row"] = tf.where(row > 0, first_row_left, 0.0)
         return self._row_stage(state, 0, row, tf.where(row > 0, first_rows, 0.0))
 
@@ -128,7 +139,7 @@ class IncrementalPixelCNN:
         if skip is not None:
             hidden = hidden + block.skip_projection(concat_elu(skip))
         h = _pad_columns(concat_elu(hidden), 1, 1)
-        gates = block.conv_out.conv(tf.concat([state[f"{key}_out"], h], axis=1)) + gate[:, stage_row:stage_row + 1]
+        gates = block.conv_out.conv(tf.concat([state[f"{key}_out"], h], axis=1)) + crop(gate, rows=(stage_row, 1))
         state[f"{key}_out"] = h
         a, b = tf.split(gates, 2, axis=-1)
         return u + a * tf.sigmoid(b)
@@ -154,7 +165,7 @@ class IncrementalPixelCNN:
                 return self._row_stage(inner, stage + 1, row, net.downsample_u[stage].conv(window))
 
             state = tf.cond(deeper, run_deeper, lambda: dict(state))
-            u = state[f"upsampled_u_{stage}"][:, stage_row % 2:stage_row % 2 + 1]
+            u = crop(state[f"upsampled_u_{stage}"], rows=(stage_row % 2, 1))
         else:
             u = entries.pop()
         for i in self.down_blocks[stage]:
@@ -176,8 +187,8 @@ class IncrementalPixelCNN:
         """v at pixel (row, col): ``([B, 1, 1, output_dim], state)``. Needs rows above and pixels left drawn."""
         state = dict(state)
         x, net = state["x"], self.net
-        from_above = state["ul_first_row"][:, :, col:col + 1]
-        from_left = net.first_column_left.conv(x[:, row:row + 2, col:col + 1])  # pixels (row-1, col-1), (row, col-1)
+        from_above = crop(state["ul_first_row"], columns=(col, 1))
+        from_left = net.first_column_left.conv(crop(x, rows=(row, 2), columns=(col, 1)))  # pixels (row-1, col-1), (row, col-1)
         ul = from_above + tf.where(col > 0, from_left, 0.0)
         state, ul = self._pixel_stage(state, 0, row, col, ul)
         return net.output_head(tf.nn.elu(ul)), state
@@ -185,12 +196,12 @@ class IncrementalPixelCNN:
     def _gated_pixel(self, state, block, key, ul, skip, gate, stage_row, stage_col):
         e = concat_elu(ul)
         state[f"{key}_in"] = _set_column(state[f"{key}_in"], stage_col + 1, e)
-        hidden = block.conv_in.conv(state[f"{key}_in"][:, :, stage_col:stage_col + 2])
+        hidden = block.conv_in.conv(crop(state[f"{key}_in"], columns=(stage_col, 2)))
         hidden = hidden + block.skip_projection(concat_elu(skip))
         h = concat_elu(hidden)
         state[f"{key}_out"] = _set_column(state[f"{key}_out"], stage_col + 1, h)
-        gates = block.conv_out.conv(state[f"{key}_out"][:, :, stage_col:stage_col + 2])
-        gates = gates + gate[:, stage_row:stage_row + 1, stage_col:stage_col + 1]
+        gates = block.conv_out.conv(crop(state[f"{key}_out"], columns=(stage_col, 2)))
+        gates = gates + crop(gate, rows=(stage_row, 1), columns=(stage_col, 1))
         a, b = tf.split(gates, 2, axis=-1)
         return ul + a * tf.sigmoid(b)
 
@@ -198,7 +209,7 @@ class IncrementalPixelCNN:
         """Stage ``stage`` at (row, col) // 2**stage; ``ul`` is its first up-pass entry ``[B, 1, 1, F]``."""
         net = self.net
         stage_row, stage_col = row // 2**stage, col // 2**stage
-        pixel = lambda t: t[:, :, stage_col:stage_col + 1]  # noqa: E731  a row value at this column
+        pixel = lambda t: crop(t, columns=(stage_col, 1))  # noqa: E731  a row value at this column
         entries = [ul]
         for i in self.up_blocks[stage]:
             entries.append(self._gated_pixel(state, net.up_ul[i], f"up_ul_{i}", entries[-1],
@@ -207,7 +218,7 @@ class IncrementalPixelCNN:
         if stage < self.s - 1:
             key = f"downsample_ul_{stage}"
             state[key] = _set_column(state[key], stage_col + 1, entries[-1])
-            window = state[key][:, :, stage_col:stage_col + 2]
+            window = crop(state[key], columns=(stage_col, 2))
             deeper = tf.logical_and(row % 2 ** (stage + 1) == 0, col % 2 ** (stage + 1) == 0)
 
             def run_deeper():
@@ -215,9 +226,9 @@ class IncrementalPixelCNN:
                 return inner
 
             state = tf.cond(deeper, run_deeper, lambda: dict(state))
-            coarse = state[f"down_ul_final_{stage + 1}"][:, stage_col // 2][:, tf.newaxis, tf.newaxis]
+            coarse = crop(state[f"down_ul_final_{stage + 1}"][:, tf.newaxis], columns=(stage_col // 2, 1))
             block = net.upsample_ul[stage](coarse)  # [B, 2, 2, F]: the 4 positions this coarse pixel writes
-            ul = block[:, stage_row % 2:stage_row % 2 + 1, stage_col % 2:stage_col % 2 + 1]
+            ul = crop(block, rows=(stage_row % 2, 1), columns=(stage_col % 2, 1))
         else:
             ul = entries.pop()
         for i in self.down_blocks[stage]:

@@ -16,7 +16,7 @@ seed gives the same images whatever the batch size (image ``b`` of a batch of 4 
 import tensorflow as tf
 
 from gd_bottleneck.distributions import DiscretizedLogisticMixture
-from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN
+from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN, crop
 
 _LATENT, _COMPONENTS, _CHANNELS = 0, 1, 2  # sub-streams of an image's seed
 
@@ -83,28 +83,37 @@ def reference_samples(model, z, seed):
     return tf.cast(images, tf.uint8)
 
 
-@tf.function(reduce_retracing=True)
-def cached_samples(model, z, seed):
-    """uint8 images ``[B, H, W, 3]`` drawn from p(x | z) with cached activations: the reference's images, faster."""
+def _draw_with_caches(model, u, component_uniforms, channel_uniforms):
+    """The cached generation loop: ``u [B, H, W, Cu]`` and the uniforms in, float images ``[B, H, W, 3]`` out.
+
+    Every slice keeps a static shape (``pixelcnn_cache.crop``): with dynamic shapes the same loop ran 3.5x slower
+    (TensorFlow's graph optimizations need them). It also compiles with XLA, which on this CPU was no faster and
+    changed 0.04% of the sub-pixels (XLA's transcendental functions round differently), so it is not used.
+    """
     size = model.config.image_size
-    num_images = tf.shape(z)[0]
-    component_uniforms, channel_uniforms = pixel_uniforms(model, seed, num_images)
-    u = model.decoder(z, training=False)
+    num_images = tf.shape(u)[0]
     network = IncrementalPixelCNN(model.pixelcnn, u)
 
     def draw_next(index, state, images):
         row, col = index // size, index % size
         state = tf.cond(tf.equal(col, 0), lambda: network.start_row(state, row), lambda: dict(state))
         v, state = network.output(state, row, col)
-        params, _ = model.mixture_params(v, u[:, row:row + 1, col:col + 1])
-        pixel = draw_pixel(params[:, 0, 0], component_uniforms[:, row, col], channel_uniforms[:, row, col])
+        at = lambda t: crop(t, rows=(row, 1), columns=(col, 1))[:, 0, 0]  # noqa: E731
+        params, _ = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
+        pixel = draw_pixel(params[:, 0, 0], at(component_uniforms), at(channel_uniforms))
         state = network.set_pixel(state, row, col, model.rescale(pixel))
         where = tf.stack([tf.range(num_images), tf.fill([num_images], row), tf.fill([num_images], col)], axis=1)
-        state = {key: tf.ensure_shape(value, shapes[key]) for key, value in state.items()}  # lost by slicing
         return index + 1, state, tf.tensor_scatter_nd_update(images, where, pixel)
 
     images = tf.zeros([num_images, size, size, 3], tf.float32)
-    initial = network.initial_state()
-    shapes = {key: value.shape for key, value in initial.items()}
-    _, _, images = tf.while_loop(lambda index, *_: index < size * size, draw_next, (tf.constant(0), initial, images))
-    return tf.cast(images, tf.uint8)
+    _, _, images = tf.while_loop(lambda index, *_: index < size * size, draw_next,
+                                 (tf.constant(0), network.initial_state(), images))
+    return images
+
+
+@tf.function(reduce_retracing=True)
+def cached_samples(model, z, seed):
+    """uint8 images ``[B, H, W, 3]`` drawn from p(x | z) with cached activations: the reference's images, faster."""
+    component_uniforms, channel_uniforms = pixel_uniforms(model, seed, tf.shape(z)[0])
+    u = model.decoder(z, training=False)
+    return tf.cast(_draw_with_caches(model, u, component_uniforms, channel_uniforms), tf.uint8)

@@ -46,13 +46,18 @@ def environment(**extra):
 class Run:
     """A trainer subprocess whose output goes to files (pipes could fill up and block it while it is polled)."""
 
-    def __init__(self, model_dir, data_dir, *extra, env=None):
+    def __init__(self, model_dir, data_dir, *extra, env=None, command=None):
         self.model_dir = str(model_dir)
         logs = tempfile.mkdtemp(dir=os.path.dirname(self.model_dir), prefix=os.path.basename(self.model_dir) + ".log")
         self.out_path, self.err_path = os.path.join(logs, "out"), os.path.join(logs, "err")
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.process = subprocess.Popen(trainer_command(self.model_dir, data_dir, *extra), cwd=REPO,
+            self.process = subprocess.Popen(command or trainer_command(self.model_dir, data_dir, *extra), cwd=REPO,
                                             env=env or environment(), stdout=out, stderr=err)
+
+    @classmethod
+    def tool(cls, module, model_dir, *args):
+        """``python -m module --model_dir=... *args`` (the export and sample CLIs)."""
+        return cls(model_dir, None, command=[sys.executable, "-m", module, f"--model_dir={model_dir}", *args])
 
     def checkpoint_reached(self, step):
         index = os.path.join(self.model_dir, "checkpoints", "checkpoint")
@@ -120,7 +125,10 @@ def runs(tmp_path_factory, shapes_data_dir):
     for run in first.values():
         run.wait()
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
-    second = {"resumed": Run(base / "killed", data)}
+    second = {"resumed": Run(base / "killed", data),
+              "export": Run.tool("trainers.export", base / "uninterrupted", f"--export_dir={base / 'saved'}"),
+              "sample": Run.tool("trainers.sample", base / "uninterrupted", "--num=6", "--columns=4",
+                                 f"--out={base / 'grid' / 'samples.png'}")}
     for index in range(2):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         second[f"worker{index}"] = Run(base / "workers", data, "--strategy=multi_worker",
@@ -217,3 +225,31 @@ def test_two_workers_on_loopback_train_to_the_weights_of_one(runs):
         if name.startswith("model_variables"):
             np.testing.assert_array_equal(other.get_tensor(name), value, err_msg=name)
     assert os.path.exists(os.path.join(model_dir, "results.json"))
+
+
+def test_export_cli_writes_a_servable_version_of_a_trained_run(runs):
+    done = runs["export"].assert_succeeded()
+    path = done.stdout.strip().split(" to ")[-1]
+    assert path.endswith(os.path.join("saved", "1")) and "ckpt-80" in done.stdout
+    loaded = tf.saved_model.load(path)
+    images = loaded.signatures["sample"](num_samples=tf.constant(2), seed=tf.constant([0, 1]))["images"]
+    assert images.shape == (2, 8, 8, 3) and images.dtype == tf.uint8
+
+
+def test_sample_cli_writes_a_png_grid(runs):
+    done = runs["sample"].assert_succeeded()
+    out = os.path.join(os.path.dirname(runs["uninterrupted"].model_dir), "grid", "samples.png")
+    assert f"Wrote 6 samples" in done.stdout
+    grid = tf.io.decode_png(tf.io.read_file(out)).numpy()
+    assert grid.shape == (16, 32, 3)  # 2 rows x 4 columns of 8x8 images
+    assert grid[:8].std() > 0 and not os.path.exists(out + ".partial")
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("trainers.sample", ["--out=samples.jpg"], "Flag --out must name a .png file"),
+    ("trainers.sample", ["--num=0"], "--num"),
+    ("trainers.export", ["--export_dir=x"], "has no run_config.json"),
+])
+def test_export_and_sample_clis_reject_bad_flags(tmp_path, module, args, message):
+    done = Run.tool(module, tmp_path / "missing", *args).wait()
+    assert done.process.returncode != 0 and message in done.stderr + done.stdout

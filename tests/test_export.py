@@ -1,0 +1,165 @@
+"""SavedModel export: version layout, atomic publication, no overwrite, signatures, a fresh process, bad requests."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from benchmarks.sampling import context_dependent_weights
+from gd_bottleneck import HybridVAE, export, sampling
+from tests.tiny_models import TINY
+
+SEED = [3, 4]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A TINY model with context-dependent weights, exported once: ``(model, version path)``."""
+    model = context_dependent_weights(HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.2, seed=5))
+    return model, export.export_saved_model(model, str(tmp_path_factory.mktemp("saved") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(exported[1])  # kept alive for the module (its functions need the object)
+
+
+class FakeArchive:
+    """Stands in for keras.export.ExportArchive: the versioning logic does not depend on the archive's content."""
+
+    fail = False
+    seen_while_writing = None
+
+    def track(self, model):
+        pass
+
+    def add_endpoint(self, name, function):
+        pass
+
+    def write_out(self, path, verbose=False):
+        with open(os.path.join(path, "saved_model.pb"), "w") as file:
+            file.write("graph")
+        base = os.path.dirname(path)
+        FakeArchive.seen_while_writing = export.existing_versions(base)
+        if FakeArchive.fail:
+            raise OSError("disk full")
+
+
+@pytest.fixture
+def fake_archive(monkeypatch):
+    monkeypatch.setattr(keras.export, "ExportArchive", FakeArchive)
+    monkeypatch.setattr(export, "_endpoints", lambda model: {})
+    FakeArchive.fail = False
+    return FakeArchive
+
+
+def test_versions_count_up_and_existing_ones_are_never_overwritten(tmp_path, fake_archive):
+    base = tmp_path / "model"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "marker").write_text("mine")
+    (base / "notes").mkdir()  # not a version
+    assert export.export_saved_model(None, str(base)) == str(base / "2")
+    assert export.export_saved_model(None, str(base)) == str(base / "3")
+    assert (base / "1" / "marker").read_text() == "mine" and not (base / "1" / "saved_model.pb").exists()
+    assert sorted(os.listdir(base)) == ["1", "2", "3", "notes"]  # no staging or claim files left behind
+    assert export.existing_versions(str(base)) == [1, 2, 3]
+
+
+def test_a_version_appears_only_when_complete_and_a_failed_export_leaves_nothing(tmp_path, fake_archive):
+    base = tmp_path / "model"
+    path = export.export_saved_model(None, str(base))
+    assert fake_archive.seen_while_writing == []  # while its files were written, version 1 did not exist yet
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+    fake_archive.fail = True
+    with pytest.raises(OSError, match="disk full"):
+        export.export_saved_model(None, str(base))
+    assert sorted(os.listdir(base)) == ["1"]
+
+
+def test_signatures_have_the_documented_names_dtypes_and_shapes(exported):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--dir", exported[1], "--all"], capture_output=True, text=True, check=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
+    signatures = {}
+    for block in shown.split("signature_def['")[1:]:
+        signatures[block.split("']")[0]] = " ".join(block.split())
+    assert set(signatures) >= {"sample", "serving_default", "reconstruct", "encode", "elbo"}
+    image = "dtype: DT_UINT8 shape: (-1, 8, 8, 3)"
+    expected = {
+        "sample": ["inputs['num_samples'] tensor_info: dtype: DT_INT32 shape: ()",
+                   "inputs['seed'] tensor_info: dtype: DT_INT32 shape: (2)", f"outputs['images'] tensor_info: {image}"],
+        "reconstruct": [f"inputs['images'] tensor_info: {image}", f"outputs['images'] tensor_info: {image}"],
+        "encode": ["outputs['latent_mean'] tensor_info: dtype: DT_FLOAT shape: (-1, 4, 4, 4)",
+                   "outputs['latent_stddev'] tensor_info: dtype: DT_FLOAT shape: (-1, 4, 4, 4)"],
+        "elbo": ["outputs['elbo_bpd'] tensor_info: dtype: DT_FLOAT shape: (-1)",
+                 "outputs['kl_bpd'] tensor_info: dtype: DT_FLOAT shape: (-1)"],
+    }
+    expected["serving_default"] = expected["sample"]
+    for name, parts in expected.items():
+        for part in parts:
+            assert part in signatures[name], (name, part, signatures[name])
+
+
+def test_signatures_give_the_library_results(exported, loaded):
+    model, _ = exported
+    seed = tf.constant(SEED)
+    samples = loaded.signatures["sample"](num_samples=tf.constant(3), seed=seed)["images"]
+    expected = sampling.cached_samples(model, sampling.prior_latents(model, seed, 3), seed)
+    np.testing.assert_array_equal(samples, expected)
+    reconstructions = loaded.signatures["reconstruct"](images=samples, seed=seed)["images"]
+    np.testing.assert_array_equal(
+        reconstructions, sampling.cached_samples(model, sampling.posterior_latents(model, samples, seed), seed))
+    mean, stddev = model.encode(samples)
+    encoded = loaded.signatures["encode"](images=samples)
+    np.testing.assert_allclose(encoded["latent_mean"], mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(encoded["latent_stddev"], stddev, rtol=1e-6, atol=1e-6)
+    figures = loaded.signatures["elbo"](images=samples)
+    np.testing.assert_allclose(figures["elbo_bpd"], model.elbo(samples)["elbo_bpd"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("count", [0, -1, export.MAX_IMAGES_PER_REQUEST + 1])
+def test_bad_sample_counts_are_rejected_with_a_clear_message(loaded, count):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`num_samples` must be in \[1, 256\]"):
+        loaded.signatures["sample"](num_samples=tf.constant(count), seed=tf.constant(SEED))
+
+
+def test_bad_images_and_seeds_are_rejected(loaded):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images.shape\[0\]` must be in \[1, 256\]"):
+        loaded.signatures["reconstruct"](images=tf.zeros([0, 8, 8, 3], tf.uint8), seed=tf.constant(SEED))
+    for bad in ({"images": tf.zeros([1, 16, 16, 3], tf.uint8)}, {"images": tf.zeros([1, 8, 8, 3], tf.float32)}):
+        with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+            loaded.signatures["elbo"](**bad)
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+        loaded.signatures["sample"](num_samples=tf.constant(1), seed=tf.constant([1, 2, 3]))
+
+
+def test_the_export_runs_in_a_process_that_cannot_import_the_project(exported, tmp_path):
+    model, path = exported
+    expected = sampling.cached_samples(model, sampling.prior_latents(model, tf.constant(SEED), 2), tf.constant(SEED))
+    np.save(tmp_path / "expected.npy", expected.numpy())
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["gd_bottleneck"] = None  # any import of the project now fails
+        import numpy as np, tensorflow as tf
+        loaded = tf.saved_model.load({path!r})
+        images = loaded.signatures["serving_default"](num_samples=tf.constant(2), seed=tf.constant({SEED}))["images"]
+        assert np.array_equal(images.numpy(), np.load({str(tmp_path / "expected.npy")!r})), "different samples"
+        print(loaded.signatures["elbo"](images=images)["elbo_bpd"].shape)
+    """)
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    processes = [subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True),
+                 subprocess.Popen([cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "sample",
+                                   "--input_exprs", "num_samples=0;seed=[1,2]"], cwd=tmp_path, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    (fresh_out, fresh_err), (cli_out, cli_err) = [process.communicate(timeout=300) for process in processes]
+    assert processes[0].returncode == 0, fresh_err[-3000:]
+    assert fresh_out.strip().endswith("(2,)")
+    assert processes[1].returncode != 0 and "`num_samples` must be in [1, 256]" in cli_err
