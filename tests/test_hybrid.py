@@ -61,13 +61,13 @@ def test_untrained_model_scores_about_8_bits_per_dim_on_uniform_noise():
 
 
 def test_small_model_training_reduces_the_elbo():
-    images = structured_images(64, 16, seed=3)
-    model = HybridVAE(small(16), bottleneck="gaussian_dropout", dropout_rate=0.1, seed=4)
+    images = structured_images(64, 8, seed=3)  # small() at 8x8: the same network, a quarter of the compute
+    model = HybridVAE(small(8), bottleneck="gaussian_dropout", dropout_rate=0.1, seed=4)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     before = model.evaluate(images, batch_size=16, verbose=0, return_dict=True)
     history = model.fit(images, batch_size=16, epochs=8, verbose=0, shuffle=False)
     after = model.evaluate(images, batch_size=16, verbose=0, return_dict=True)
-    print(f"small(16): elbo_bpd {before['elbo_bpd']:.3f} -> {after['elbo_bpd']:.3f} after 32 steps; "
+    print(f"small(8): elbo_bpd {before['elbo_bpd']:.3f} -> {after['elbo_bpd']:.3f} after 32 steps; "
           f"mi_bound_bpd {after['mi_bound_bpd']:.3f}")
     assert after["elbo_bpd"] < before["elbo_bpd"] - 1.0
     assert set(history.history) == {"loss", "elbo_bpd", "kl_bpd", "recon_bpd", "mi_bound_bpd"}

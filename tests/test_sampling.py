@@ -1,4 +1,7 @@
-"""Samplers: the cached sampler against the reference, its per-pixel network outputs against a full pass, seeds."""
+"""Samplers: the cached sampler against the reference, its per-pixel network outputs against a full pass.
+
+Seed behaviour (determinism, batch-size invariance) is checked on the exported signatures in test_export.py.
+"""
 
 import numpy as np
 import pytest
@@ -38,8 +41,8 @@ def incremental_outputs(model, images, z):
     return tf.stack(rows, axis=1).numpy()
 
 
-@pytest.mark.parametrize("config", [TINY, DEEPER], ids=["3_stages", "2_stages_2_resnets"])
-def test_incremental_network_outputs_equal_a_full_pass_at_every_pixel(config):
+def test_incremental_network_outputs_equal_a_full_pass_at_every_pixel():
+    config = TINY  # DEEPER's incremental evaluation is covered by the sampler equality test below
     model = perturbed_model(config)
     images = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
     z = tf.random.stateless_normal([2, 4, 4, config.latent_channels], [3, 4])
@@ -59,17 +62,3 @@ def test_cached_sampler_draws_exactly_the_reference_samples(config, bottleneck):
     assert reference.dtype == cached.dtype == np.uint8 and cached.shape == (6, 8, 8, 3)
     assert len(np.unique(reference)) > 100  # real samples, not saturated or constant images
     np.testing.assert_array_equal(cached, reference)
-
-
-def test_samples_depend_only_on_seed_and_image_index():
-    model = perturbed_model(TINY)
-    seed = tf.constant([11, 12])
-    z = sampling.prior_latents(model, seed, 5)
-    np.testing.assert_array_equal(sampling.prior_latents(model, seed, 2), z[:2])  # batch-size invariant latents
-    batch_of_5 = sampling.cached_samples(model, z, seed).numpy()
-    batch_of_2 = sampling.cached_samples(model, z[:2], seed).numpy()
-    np.testing.assert_array_equal(batch_of_2, batch_of_5[:2])
-    np.testing.assert_array_equal(sampling.cached_samples(model, z, seed).numpy(), batch_of_5)
-    other = sampling.cached_samples(model, z, tf.constant([11, 13])).numpy()
-    assert (other != batch_of_5).mean() > 0.5
-    assert (batch_of_5[0] != batch_of_5[1]).mean() > 0.5  # images of one request get different noise
