@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from gd_bottleneck import sampling
 
-MAX_IMAGES_PER_REQUEST = 256  # a 32x32 request of this size takes minutes on a CPU; split bigger ones
+MAX_IMAGES_PER_REQUEST = 256  # bounds a request's time and memory; split bigger ones
 
 
 def existing_versions(base_dir):
