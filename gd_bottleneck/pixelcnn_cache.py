@@ -36,6 +36,13 @@ def crop(tensor, rows=None, columns=None):
     return tf.slice(tensor, tf.stack(begin), size)
 
 
+def write_pixel(images, row, col, pixel):
+    """``images [B, H, W, C]`` with ``pixel [B, C]`` written at (row, col) of every image."""
+    batch = tf.shape(images)[0]
+    where = tf.stack([tf.range(batch), tf.fill([batch], row), tf.fill([batch], col)], axis=1)
+    return tf.tensor_scatter_nd_update(images, where, pixel)
+
+
 def _pad_columns(row, left, right):
     return tf.pad(row, [[0, 0], [0, 0], [left, right], [0, 0]])
 
@@ -115,10 +122,8 @@ class IncrementalPixelCNN:
 
     def set_pixel(self, state, row, col, rescaled):
         """Writes the drawn pixel ``rescaled [B, 3]`` (in [-1, 1]) into the network input."""
-        batch = self.batch
-        value = tf.concat([rescaled, tf.ones([batch, 1])], axis=-1)
-        index = tf.stack([tf.range(batch), tf.fill([batch], row + 1), tf.fill([batch], col + 1)], axis=1)
-        return {**state, "x": tf.tensor_scatter_nd_update(state["x"], index, value)}
+        value = tf.concat([rescaled, tf.ones([self.batch, 1])], axis=-1)
+        return {**state, "x": write_pixel(state["x"], row + 1, col + 1, value)}
 
     # ------------------------------------------------------------------ row mode: the u stream
 

@@ -16,7 +16,7 @@ seed gives the same images whatever the batch size (image ``b`` of a batch of 4 
 import tensorflow as tf
 
 from gd_bottleneck.distributions import DiscretizedLogisticMixture
-from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN, crop
+from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN, crop, write_pixel
 
 _LATENT, _COMPONENTS, _CHANNELS = 0, 1, 2  # sub-streams of an image's seed
 
@@ -69,14 +69,12 @@ def reference_samples(model, z, seed):
     size = model.config.image_size
     num_images = tf.shape(z)[0]
     component_uniforms, channel_uniforms = pixel_uniforms(model, seed, num_images)
-    batch_index = tf.range(num_images)
 
     def draw_next(index, images):
         row, col = index // size, index % size
         params = model.decode_params(z, images)[:, row, col]
         pixel = draw_pixel(params, component_uniforms[:, row, col], channel_uniforms[:, row, col])
-        where = tf.stack([batch_index, tf.fill([num_images], row), tf.fill([num_images], col)], axis=1)
-        return index + 1, tf.tensor_scatter_nd_update(images, where, pixel)
+        return index + 1, write_pixel(images, row, col, pixel)
 
     images = tf.zeros([num_images, size, size, 3], tf.float32)
     _, images = tf.while_loop(lambda index, _: index < size * size, draw_next, (tf.constant(0), images))
@@ -102,8 +100,7 @@ def _draw_with_caches(model, u, component_uniforms, channel_uniforms):
         params, _ = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
         pixel = draw_pixel(params[:, 0, 0], at(component_uniforms), at(channel_uniforms))
         state = network.set_pixel(state, row, col, model.rescale(pixel))
-        where = tf.stack([tf.range(num_images), tf.fill([num_images], row), tf.fill([num_images], col)], axis=1)
-        return index + 1, state, tf.tensor_scatter_nd_update(images, where, pixel)
+        return index + 1, state, write_pixel(images, row, col, pixel)
 
     images = tf.zeros([num_images, size, size, 3], tf.float32)
     _, _, images = tf.while_loop(lambda index, *_: index < size * size, draw_next,
