@@ -35,7 +35,11 @@ flags.DEFINE_float("aux_weight", 0.0, "Weight (>= 0) of the auxiliary non-autore
 flags.DEFINE_integer("batch_size", 64, "Global batch size (over all replicas).")
 flags.DEFINE_integer("eval_batch_size", None, "Test-set batch size (default: batch_size).")
 flags.DEFINE_integer("epochs", 1, "Training epochs.")
+flags.DEFINE_integer("schedule_epochs", None, "Epochs over which the learning rate anneals (>= --epochs; default: "
+                     "--epochs). Set it to extend a run later: --epochs may then change on resume.")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on the steps of an epoch (default: the whole train split).")
+flags.DEFINE_integer("validation_examples", 0, "Hold out this many of the last training images as a validation "
+                     "split, evaluated at the end (validation_* in results.json); 0: none.")
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate at the first step.")
 flags.DEFINE_float("final_learning_rate", 4e-6, "Learning rate reached at the last step.")
 flags.DEFINE_enum("lr_schedule", "exponential", list(LR_SCHEDULES), "How the rate anneals (exponential: geometric).")
@@ -58,11 +62,16 @@ for _field in MODEL_FIELDS:
         _field.name, None, f"Override the preset's ModelConfig.{_field.name}.")
 
 
-def run_config_from_flags():
-    """The RunConfig the flags describe (``ValueError`` naming the flag on a bad value)."""
+def run_settings_from_flags():
+    """The RunConfig fields the flags set, as a dict (not validated: tuning.search completes it per trial)."""
     names = [name for name in RunConfig.__dataclass_fields__ if name != "model_overrides"]
     overrides = {field.name: FLAGS[field.name].value for field in MODEL_FIELDS if FLAGS[field.name].value is not None}
-    return RunConfig(model_overrides=overrides, **{name: FLAGS[name].value for name in names})
+    return {"model_overrides": overrides, **{name: FLAGS[name].value for name in names}}
+
+
+def run_config_from_flags():
+    """The RunConfig the flags describe (``ValueError`` naming the flag on a bad value)."""
+    return RunConfig(**run_settings_from_flags())
 
 
 def main(argv):

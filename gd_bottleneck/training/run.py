@@ -76,6 +76,16 @@ def _checkpoint_dir(config, chief):
     return os.path.join(config.model_dir, "workers", f"pid-{os.getpid()}")
 
 
+def _hold_out(images, count):
+    """``(images[:-count], images[-count:])``: the last ``count`` training images become the validation split."""
+    if count == 0:
+        return images, None
+    if count >= len(images):
+        raise ValueError(f"Argument `validation_examples` must be in [0, {len(images)}) (the training split has "
+                         f"{len(images)} images). Received: validation_examples={count}")
+    return images[:-count], images[-count:]
+
+
 def train(config, write=print):
     """Runs (or resumes) a training run; returns the results dict also written to ``model_dir/results.json``.
 
@@ -94,6 +104,7 @@ def train(config, write=print):
 
     train_images = data.load_images(config.dataset, "train", config.image_size, config.data_dir, config.manual_dir)
     test_images = data.load_images(config.dataset, "test", config.image_size, config.data_dir, config.manual_dir)
+    train_images, validation_images = _hold_out(train_images, config.validation_examples)
     steps_per_epoch = len(train_images) // config.batch_size
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
@@ -103,7 +114,8 @@ def train(config, write=print):
 
     with strategy.scope():
         model = HybridVAE(config.model_config(), **config.model_kwargs())
-        optimizer = keras.optimizers.Adam(learning_rate_schedule(config, total_steps), beta_1=config.adam_beta1,
+        schedule_steps = steps_per_epoch * (config.schedule_epochs or config.epochs)
+        optimizer = keras.optimizers.Adam(learning_rate_schedule(config, schedule_steps), beta_1=config.adam_beta1,
                                           beta_2=config.adam_beta2, epsilon=config.adam_epsilon)
         model.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
@@ -144,12 +156,15 @@ def train(config, write=print):
                                   f"{manager.directory}; rerun the same command to resume.")
     guard.save()
 
-    evaluation = model.evaluate(data.evaluation_batches(test_images, config.eval_batch_size or config.batch_size),
-                                return_dict=True, verbose=0)
-    results = {f"test_{name}": float(value) for name, value in evaluation.items()}
+    results = {}
+    for split, images in (("validation", validation_images), ("test", test_images)):
+        if images is not None:
+            evaluation = model.evaluate(data.evaluation_batches(images, config.eval_batch_size or config.batch_size),
+                                        return_dict=True, verbose=0)
+            results.update({f"{split}_{name}": float(value) for name, value in evaluation.items()})
     results.update(steps=step, total_steps=total_steps, wall_time_s=round(time.time() - began, 1),
                    parameters=model.count_params(), replicas=strategy.num_replicas_in_sync,
-                   test_images=len(test_images), config=config.to_dict(),
+                   test_images=len(test_images), validation_images=config.validation_examples, config=config.to_dict(),
                    model_config=config.model_config().to_dict())
     if chief:
         if config.export:

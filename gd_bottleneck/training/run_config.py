@@ -52,7 +52,9 @@ class RunConfig:
     batch_size: int = 64  # global, over all replicas
     eval_batch_size: int | None = None
     epochs: int = 1
+    schedule_epochs: int | None = None  # learning-rate annealing horizon (>= epochs); default: epochs
     steps_per_epoch: int | None = None  # cap; default: the whole train split per epoch
+    validation_examples: int = 0  # > 0: hold out the last N training images, evaluated at the end as validation_*
     learning_rate: float = 1e-4
     final_learning_rate: float = 4e-6
     lr_schedule: str = "exponential"
@@ -91,10 +93,14 @@ class RunConfig:
         check_nonnegative(self.aux_weight, "aux_weight")
         for name in ("batch_size", "epochs", "checkpoint_every", "keep_checkpoints", "log_every"):
             check_int(getattr(self, name), name, 1)
+        if self.schedule_epochs is not None and check_int(self.schedule_epochs, "schedule_epochs", 1) < self.epochs:
+            raise ValueError(f"Argument `schedule_epochs` must be >= epochs={self.epochs} (the learning rate anneals "
+                             f"over schedule_epochs). Received: schedule_epochs={self.schedule_epochs}")
         for name in ("eval_batch_size", "steps_per_epoch"):
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), name, 1)
         check_int(self.cpu_replicas, "cpu_replicas", 0)
+        check_int(self.validation_examples, "validation_examples", 0)
         check_int(self.image_summaries, "image_summaries", 0)
         check_seed(self.seed)
         _positive(self.learning_rate, "learning_rate")
@@ -130,8 +136,11 @@ class RunConfig:
 
     def check_resumable_from(self, saved):
         """Raises ``ValueError`` listing the fields that differ from a saved run's and that a resume cannot change."""
+        resumable = set(RESUMABLE_CHANGES)
+        if self.schedule_epochs is not None and saved.get("schedule_epochs") == self.schedule_epochs:
+            resumable.add("epochs")  # the schedule does not depend on epochs: a run can be extended (Hyperband)
         changed = {name: (saved.get(name), value) for name, value in self.to_dict().items()
-                   if name not in RESUMABLE_CHANGES and saved.get(name) != value}
+                   if name not in resumable and saved.get(name) != value}
         if changed:
             details = ", ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in sorted(changed.items()))
             raise ValueError(f"`model_dir` {self.model_dir!r} holds a run with different settings ({details}). "

@@ -1,0 +1,305 @@
+"""Searches: the search space, the hypermodel's RunConfigs, objectives, the four tuners (with a fast stand-in for
+training whose results are a known function of the settings), failure reporting, resume, Hyperband continuation,
+and the result aggregation of tuning.frontier / tuning.probe. The distributed test runs real tiny trials."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from gd_bottleneck.training import TrainingDiverged, TrainingInterrupted, files
+from gd_bottleneck.training.run_config import RunConfig
+from tests.tiny_models import TINY
+from tuning import frontier, objectives, probe, space, tuner
+from tuning.hypermodel import TrainerHyperModel, kind_of
+
+BASE = {**RunConfig(model_dir="x", dropout_rate=0.1).to_dict(), "bottleneck": "gaussian_dropout",
+        "dropout_rate": None, "dataset": "shapes", "image_size": 8, "export": False}
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def hypermodel(**specs):
+    return TrainerHyperModel(BASE, space.parse_all(specs))
+
+
+def fake_results(config):
+    """Results a run 'would' report: ELBO and KL are simple known functions of the settings."""
+    strength = config.dropout_rate if config.bottleneck == "gaussian_dropout" else (config.beta or 0.0)
+    elbo = 5.0 + strength + 0.01 * config.seed + config.aux_weight
+    return {"test_elbo_bpd": elbo, "test_kl_bpd": strength / 10, "steps": 3, "config": config.to_dict()}
+
+
+class FakeTraining:
+    """Stands in for gd_bottleneck.training.train: records configs, writes results.json and a checkpoint file."""
+
+    def __init__(self, diverge_when=None, interrupt_when=None):
+        self.configs, self.diverge_when, self.interrupt_when = [], diverge_when, interrupt_when
+
+    def __call__(self, config, write=print):
+        self.configs.append(config)
+        if self.diverge_when and self.diverge_when(config):
+            raise TrainingDiverged("loss NaN at step 2")
+        if self.interrupt_when and self.interrupt_when(config):
+            self.interrupt_when = None
+            raise TrainingInterrupted("SIGTERM received")
+        results = fake_results(config)
+        os.makedirs(os.path.join(config.model_dir, "checkpoints"), exist_ok=True)
+        with open(os.path.join(config.model_dir, "checkpoints", f"epochs-{config.epochs}"), "w"):
+            pass
+        files.write_json_atomically(os.path.join(config.model_dir, "run_config.json"), config.to_dict())
+        files.write_json_atomically(os.path.join(config.model_dir, "results.json"), results)
+        return results
+
+
+def search(tmp_path, monkeypatch, kind="grid", fake=None, goal=None, max_trials=20, overwrite=True, **specs):
+    fake = fake or FakeTraining()
+    monkeypatch.setattr(tuner, "train", fake)
+    goal = goal or objectives.Objectives()
+    oracle = tuner.make_oracle(kind, goal.keras_tuner_objective, max_trials, seed=1, max_epochs=9, factor=3)
+    search_tuner = tuner.TrainerTuner(hypermodel(**specs), goal, oracle, write=lambda *a, **k: None,
+                                      directory=str(tmp_path), project_name="p", overwrite=overwrite)
+    search_tuner.search(verbose=0)
+    return search_tuner, fake
+
+
+# --- the search space ---
+
+def test_space_parses_lists_ranges_and_log_ranges():
+    assert space.parse("dropout_rate", "0.05, 0.5").values == (0.05, 0.5)
+    assert space.parse("seed", "0,1,2").values == (0, 1, 2)
+    beta = space.parse("beta", "0.01:1:log")
+    assert (beta.low, beta.high, beta.log) == (0.01, 1.0, True)
+    assert space.parse("pixelcnn_filters", "8:64").low == 8
+
+
+@pytest.mark.parametrize("name, spec, message", [
+    ("dropout_rate", "0.5:0.1", "LOW < HIGH"), ("beta", "0:1:log", "LOW > 0"), ("beta", "1:2:exp", "LOW:HIGH"),
+    ("seed", "1.5", "not a int"), ("bottleneck", "gaussian", "values must be in"), ("dropout_rate", ",", "empty"),
+    ("bottleneck", "none:variational", "list of values"), ("dropout_rate", "0.1,0.1", "twice"),
+    ("momentum", "1,2", "cannot be tuned")])
+def test_space_rejects_bad_specs_naming_the_flag(name, spec, message):
+    with pytest.raises(ValueError, match=message):
+        space.parse(name, spec)
+
+
+# --- the hypermodel ---
+
+def test_hypermodel_declares_conditional_settings_under_their_kind():
+    model = hypermodel(bottleneck="gaussian_dropout,variational,auxiliary_decoder", dropout_rate="0.2,0.4",
+                       beta="0.5", seed="3,4")
+    hp = kt.HyperParameters()
+    hp.values["bottleneck"] = "variational"
+    values = model.declare_hyperparameters(hp)
+    assert values == {"bottleneck": "variational", "beta": 0.5, "seed": 3}
+    config = model.run_config(values, "d")
+    assert (config.bottleneck, config.beta, config.dropout_rate, config.seed) == ("variational", 0.5, None, 3)
+    auxiliary = model.run_config({"bottleneck": "auxiliary_decoder"}, "d")
+    assert (auxiliary.bottleneck, auxiliary.aux_weight) == ("none", 1.0)
+    assert kind_of(auxiliary) == "auxiliary_decoder" and kind_of(config) == "variational"
+    assert {hp_.name for hp_ in hp.space} == {"bottleneck", "dropout_rate", "beta", "seed"}
+
+
+def test_hypermodel_maps_widths_and_learning_rates_onto_the_run():
+    model = hypermodel(dropout_rate="0.3", pixelcnn_filters="12", learning_rate="0.002")
+    config = model.trial_run_config(kt.HyperParameters(), "trial")
+    assert config.model_overrides == {"pixelcnn_filters": 12} and config.model_config().pixelcnn_filters == 12
+    assert (config.learning_rate, config.dropout_rate, config.model_dir) == (0.002, 0.3, "trial")
+    built = model.build(kt.HyperParameters())
+    assert built.config.pixelcnn_filters == 12 and built.optimizer is not None
+
+
+@pytest.mark.parametrize("specs, message", [
+    ({"beta": "0.1"}, "--tune_beta` only applies"),
+    ({"bottleneck": "variational"}, "--beta` is required"),
+    ({"dropout_rate": "0.1", "pixelcnn_filters": "0"}, "pixelcnn_filters")])
+def test_hypermodel_rejects_incomplete_searches_before_any_trial(specs, message):
+    with pytest.raises(ValueError, match=message):
+        hypermodel(**specs)
+
+
+# --- objectives ---
+
+def test_objectives_scores_and_the_constrained_choice():
+    results = {"test_elbo_bpd": 4.0, "test_kl_bpd": 0.02, "validation_elbo_bpd": 4.1, "validation_kl_bpd": 0.03}
+    assert objectives.Objectives("elbo_bpd").scores(results) == {"elbo_bpd": 4.0, "kl_bpd": 0.02}
+    assert objectives.Objectives("kl_bpd", "validation").scores(results)["kl_bpd"] == 0.03
+    assert objectives.Objectives("kl_bpd").keras_tuner_objective.direction == "max"
+    constrained = objectives.Objectives("elbo_bpd_at_kl", min_kl_bpd=0.05, penalty=100.0)
+    assert constrained.scores(results)["elbo_bpd_at_kl"] == pytest.approx(4.0 + 100.0 * 0.03)
+    trials = [{"trial": "a", "elbo_bpd": 3.0, "kl_bpd": 0.049}, {"trial": "b", "elbo_bpd": 3.5, "kl_bpd": 0.05},
+              {"trial": "c", "elbo_bpd": 3.4, "kl_bpd": 0.2}]
+    assert constrained.scores({"test_elbo_bpd": 3.0, "test_kl_bpd": 0.049})["elbo_bpd_at_kl"] < 3.4  # score ...
+    assert constrained.best_feasible(trials)["trial"] == "c"  # ... but the report's choice is strictly feasible
+    with pytest.raises(ValueError, match="min_kl_bpd"):
+        objectives.Objectives("elbo_bpd_at_kl")
+    with pytest.raises(KeyError, match="validation_examples"):
+        objectives.Objectives(split="validation").scores({"test_elbo_bpd": 1.0})
+
+
+# --- the tuners, with the stand-in for training ---
+
+def test_grid_search_enumerates_each_conditional_setting_once(tmp_path, monkeypatch):
+    search_tuner, fake = search(tmp_path, monkeypatch, bottleneck="gaussian_dropout,variational,none",
+                                dropout_rate="0.1,0.5", beta="0.2", seed="0,1")
+    settings = sorted((c.bottleneck, c.dropout_rate, c.beta, c.seed) for c in fake.configs)
+    expected = sorted([("gaussian_dropout", rate, None, seed) for rate in (0.1, 0.5) for seed in (0, 1)]
+                      + [("variational", None, 0.2, seed) for seed in (0, 1)] + [("none", None, None, 0),
+                                                                                 ("none", None, None, 1)])
+    assert settings == expected
+    best = search_tuner.oracle.get_best_trials(1)[0]
+    assert best.hyperparameters.values == {"bottleneck": "none", "seed": 0} and best.score == pytest.approx(5.0)
+    for config in fake.configs:  # every trial is a normal run folder inside the search directory
+        assert os.path.exists(os.path.join(config.model_dir, "results.json"))
+        assert config.model_dir.startswith(str(tmp_path / "p" / "trial_"))
+
+
+@pytest.mark.parametrize("kind", ["random", "bayesian"])
+def test_random_and_bayesian_search_sample_inside_the_ranges(tmp_path, monkeypatch, kind):
+    goal = objectives.Objectives("elbo_bpd_at_kl", min_kl_bpd=0.03)
+    search_tuner, fake = search(tmp_path, monkeypatch, kind, goal=goal, max_trials=5, dropout_rate="0.05:0.6",
+                                learning_rate="1e-4:1e-2:log")
+    assert len(fake.configs) == 5
+    assert all(0.05 <= c.dropout_rate <= 0.6 and 1e-4 <= c.learning_rate <= 1e-2 for c in fake.configs)
+    for row in tuner.trial_rows(search_tuner):
+        expected = fake_results(RunConfig(model_dir="x", dropout_rate=row["dropout_rate"]))
+        shortfall = max(0.0, 0.03 - expected["test_kl_bpd"])
+        assert row["elbo_bpd_at_kl"] == pytest.approx(expected["test_elbo_bpd"] + 100.0 * shortfall)
+
+
+def test_hyperband_trains_promoted_trials_on_from_their_parents_checkpoints(tmp_path, monkeypatch):
+    search_tuner, fake = search(tmp_path, monkeypatch, "hyperband", dropout_rate="0.1:0.9")
+    budgets = {config.epochs for config in fake.configs}
+    assert budgets <= {1, 3, 9} and len(budgets) > 1 and max(budgets) == 9
+    assert {config.schedule_epochs for config in fake.configs} == {9}  # one annealing horizon for all budgets
+    promoted = [trial for trial in search_tuner.oracle.trials.values() if trial.hyperparameters.values.get(
+        "tuner/trial_id")]
+    assert promoted
+    for trial in promoted:
+        parent = trial.hyperparameters.values["tuner/trial_id"]
+        parent_epochs = search_tuner.oracle.trials[parent].hyperparameters.values["tuner/epochs"]
+        copied = os.listdir(os.path.join(search_tuner.trial_model_dir(trial.trial_id), "checkpoints"))
+        assert f"epochs-{parent_epochs}" in copied  # the parent's checkpoint was there to resume from
+
+
+def test_failed_trials_are_reported_and_an_interrupted_search_resumes(tmp_path, monkeypatch, capsys):
+    from tuning import search as search_cli
+
+    diverging = FakeTraining(diverge_when=lambda c: c.dropout_rate == 0.5,
+                             interrupt_when=lambda c: c.dropout_rate == 0.9)
+    with pytest.raises(kt.errors.FatalError, match="SIGTERM"):
+        search(tmp_path, monkeypatch, fake=diverging, dropout_rate="0.1,0.5,0.9,0.7")
+    resumed_tuner, resumed = search(tmp_path, monkeypatch, overwrite=False, dropout_rate="0.1,0.5,0.9,0.7")
+    assert [c.dropout_rate for c in resumed.configs] == [0.9, 0.7]  # the interrupted trial first, then the rest
+    assert resumed.configs[0].model_dir == diverging.configs[-1].model_dir  # same folder: resumes its checkpoint
+    rows = search_cli.report(resumed_tuner)
+    printed = capsys.readouterr().out
+    assert [row["status"] for row in rows] == ["COMPLETED", "FAILED", "COMPLETED", "COMPLETED"]
+    assert "diverged" in rows[1]["message"] and "1 trial(s) failed: ['01']" in printed.replace('"', "'")
+    assert "Best trial: 00 " in printed
+
+
+def test_search_cli_rejects_bad_flags_naming_them():
+    command = [sys.executable, "-m", "tuning.search", "--directory=/tmp/never", "--dataset=shapes"]
+    cases = [(["--tuner=grid", "--tune_dropout_rate=0.1:0.5"], "needs lists of values"),
+             (["--tuner=hyperband", "--dropout_rate=0.1"], "--max_epochs` is required"),
+             (["--objective=elbo_bpd_at_kl", "--dropout_rate=0.1"], "min_kl_bpd"),
+             (["--tune_beta=0.1", "--dropout_rate=0.1"], "--tune_beta` only applies"),
+             (["--objective_split=validation", "--dropout_rate=0.1"], "--validation_examples > 0")]
+    processes = [subprocess.Popen(command + extra, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env={**os.environ, "PYTHONPATH": REPO}) for extra, _ in cases]
+    for process, (_, message) in zip(processes, cases):
+        _, err = process.communicate(timeout=120)
+        assert process.returncode != 0 and message in err, err[-2000:]
+    assert not os.path.exists("/tmp/never")
+
+
+# --- aggregation: tuning.frontier and tuning.probe ---
+
+def write_run(folder, bottleneck, seed, elbo, kl, dropout_rate=None, beta=None, aux_weight=0.0):
+    config = RunConfig(model_dir=str(folder), bottleneck=bottleneck, dropout_rate=dropout_rate, beta=beta,
+                       aux_weight=aux_weight, seed=seed).to_dict()
+    files.write_json_atomically(os.path.join(folder, "results.json"),
+                                {"test_elbo_bpd": elbo, "test_kl_bpd": kl, "steps": 10, "config": config})
+
+
+def test_frontier_aggregates_seeds_and_compares_vb_with_the_gd_curve(tmp_path, capsys):
+    write_run(tmp_path / "a", "gaussian_dropout", 0, 4.0, 0.10, dropout_rate=0.5)
+    write_run(tmp_path / "b", "gaussian_dropout", 1, 4.2, 0.14, dropout_rate=0.5)
+    write_run(tmp_path / "c", "gaussian_dropout", 0, 3.0, 0.00, dropout_rate=0.1)
+    write_run(tmp_path / "d", "variational", 0, 3.9, 0.06, beta=0.3)
+    write_run(tmp_path / "e", "none", 0, 3.1, 0.01, aux_weight=1.0)
+    write_run(tmp_path / "f" / "deep", "none", 0, 2.9, 0.0)
+    rows = frontier.aggregate(frontier.load_runs([str(tmp_path)]))
+    gd = [row for row in rows if row["kind"] == "gaussian_dropout" and row["strength"] == 0.5][0]
+    assert gd["n"] == 2 and gd["elbo_bpd_mean"] == pytest.approx(4.1)
+    assert gd["elbo_bpd_std"] == pytest.approx(np.std([4.0, 4.2], ddof=1))
+    assert gd["kl_bpd_mean"] == pytest.approx(0.12)
+    assert {row["kind"] for row in rows} == {"gaussian_dropout", "variational", "none", "auxiliary_decoder"}
+    (comparison,) = frontier.compare(rows)
+    # GD curve through (0, 3.0) and (0.12, 4.1): at KL 0.06 its ELBO is 3.55, so VB's 3.9 is 0.35 worse
+    assert comparison["gd_elbo_bpd_at_kl"] == pytest.approx(3.55) and comparison["gap_bpd"] == pytest.approx(0.35)
+    assert math.isnan(frontier.curve_at(rows[:2], 0.5))
+    assert frontier.main([str(tmp_path), "--out", str(tmp_path / "f.png"), "--csv", str(tmp_path / "t.csv")]) == 0
+    assert open(tmp_path / "f.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    lines = open(tmp_path / "t.csv").read().splitlines()
+    assert lines[0].startswith("kind,strength,n,seeds,elbo_bpd_mean") and len(lines) == 1 + len(rows)
+    assert "0.3500" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        frontier.main([str(tmp_path / "missing")])
+
+
+def test_probe_r2_is_one_for_linear_factors_and_not_positive_for_noise():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(2000, 30))
+    linear = features @ rng.normal(size=(30, 2)) + 0.5
+    assert probe.ridge_r2(features, linear, ridge=1e-6) == pytest.approx(1.0, abs=1e-6)
+    assert probe.ridge_r2(features, rng.normal(size=(2000, 1))) < 0.01
+    targets = probe.factor_targets({"background": {"hue": np.array([0.0, 0.25]), "stripe_angle": np.array([0.0, 1.0]),
+                                                   "stripe_period": np.array([0.2, 0.3])},
+                                    "num_objects": np.array([1, 3]),
+                                    "objects": {"x": np.ones((2, 3)), "y": np.ones((2, 3)), "size": np.ones((2, 3))}})
+    np.testing.assert_allclose(targets["hue"], [[1.0, 0.0], [0.0, 1.0]], atol=1e-12)
+    assert targets["num_objects"].shape == (2, 1)
+
+
+# --- distributed search: KerasTuner's chief/worker mode with real tiny trials ---
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_distributed_search_chief_and_two_workers_run_every_trial_once(tmp_path, shapes_data_dir):
+    tiny = [f"--{name}={value}" for name, value in TINY.to_dict().items() if name != "image_size"]
+    command = [sys.executable, "-m", "tuning.search", f"--directory={tmp_path}", "--project_name=d",
+               f"--data_dir={shapes_data_dir}", "--dataset=shapes", "--image_size=8", "--batch_size=8",
+               "--epochs=1", "--steps_per_epoch=2", "--noexport", "--image_summaries=0", "--progress=lines",
+               "--tuner=grid", "--tune_bottleneck=gaussian_dropout,none", "--tune_dropout_rate=0.1,0.6", *tiny]
+    base = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+            "KERASTUNER_ORACLE_PORT": str(free_port())}
+    logs = {name: open(tmp_path / f"{name}.log", "w+") for name in ("chief", "tuner0", "tuner1")}
+    processes = {"chief": subprocess.Popen(command, cwd=REPO, env={**base, "KERASTUNER_TUNER_ID": "chief"},
+                                           stdout=logs["chief"], stderr=subprocess.STDOUT)}
+    time.sleep(3)
+    for name in ("tuner0", "tuner1"):
+        processes[name] = subprocess.Popen(command, cwd=REPO, env={**base, "KERASTUNER_TUNER_ID": name},
+                                           stdout=logs[name], stderr=subprocess.STDOUT)
+    for name, process in processes.items():
+        process.wait(timeout=400)
+    text = {name: open(tmp_path / f"{name}.log").read() for name in logs}
+    assert processes["chief"].returncode == 0, text["chief"][-3000:]
+    results = sorted((tmp_path / "d").glob("trial_*/run/results.json"))
+    settings = sorted((r["config"]["bottleneck"], r["config"]["dropout_rate"] or 0.0)
+                      for r in (json.loads(p.read_text()) for p in results))
+    assert settings == [("gaussian_dropout", 0.1), ("gaussian_dropout", 0.6), ("none", 0.0)]
+    ran = {name: text[name].count("Test: elbo") for name in ("tuner0", "tuner1")}
+    assert sum(ran.values()) == 3 and min(ran.values()) >= 1, ran  # both workers ran trials, none twice
+    assert text["chief"].count("status=COMPLETED") == 3 and "Best trial" in text["chief"]

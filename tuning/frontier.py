@@ -1,0 +1,191 @@
+"""The ELBO-vs-KL trade-off of a set of runs (the paper's Figure 2): table, plot, and GD-vs-VB comparison.
+
+    python -m tuning.frontier runs/figure2 --out results/figure2/frontier.png --csv results/figure2/figure2.csv
+
+Arguments are results.json files or folders searched for them (a search directory, a trainer model_dir). Runs are
+grouped by kind (gaussian_dropout, variational, none, auxiliary_decoder) and strength (dropout rate, beta); seeds of
+a setting are averaged and their spread (sample standard deviation) reported. Axes as in Figure 2: VAE KL (x) and
+the negative ELBO (y), both bits/dim on the chosen split; lower-right is better (the latents used at a small cost).
+
+The comparison: for every variational setting, the Gaussian dropout trade-off curve's ELBO at the same KL (linear
+interpolation between the GD settings' means, ordered by KL; only inside the KL range GD covers). A positive gap
+means Gaussian dropout reaches that KL with a better ELBO.
+"""
+
+import argparse
+import csv
+import math
+import os
+import sys
+
+import numpy as np
+
+from gd_bottleneck.training import files
+from tuning.hypermodel import kind_of
+
+STRENGTH = {"gaussian_dropout": "dropout_rate", "variational": "beta", "auxiliary_decoder": "aux_weight", "none": None}
+LABELS = {"gaussian_dropout": "Gaussian dropout (GD), rate p", "variational": "variational bottleneck (VB), beta",
+          "none": "no bottleneck", "auxiliary_decoder": "no bottleneck + auxiliary decoder"}
+
+
+def find_results(paths):
+    """Every results.json under ``paths`` (files or folders), sorted; ``FileNotFoundError`` if a path is missing."""
+    found = []
+    for path in paths:
+        if os.path.isfile(path):
+            found.append(path)
+        elif os.path.isdir(path):
+            for folder, subfolders, names in os.walk(path):
+                subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+                found.extend(os.path.join(folder, name) for name in names if name == "results.json")
+        else:
+            raise FileNotFoundError(f"No such file or folder: {path!r}")
+    return sorted(found)
+
+
+def load_runs(paths, split="test"):
+    """One record per run: path, kind, strength, seed, steps, elbo_bpd and kl_bpd on ``split``."""
+    records = []
+    for path in find_results(paths):
+        results = files.read_json(path)
+        config = results["config"]
+        kind = kind_of(config)
+        if f"{split}_elbo_bpd" not in results:
+            raise KeyError(f"{path} has no {split}_elbo_bpd (keys: {sorted(results)}).")
+        strength_field = STRENGTH[kind]
+        records.append({"path": path, "kind": kind, "strength": config[strength_field] if strength_field else None,
+                        "seed": config["seed"], "steps": results["steps"],
+                        "elbo_bpd": results[f"{split}_elbo_bpd"], "kl_bpd": results[f"{split}_kl_bpd"]})
+    return records
+
+
+def aggregate(records):
+    """One row per (kind, strength): n seeds, mean and standard deviation (ddof=1; 0 for one seed) of ELBO and KL."""
+    groups = {}
+    for record in records:
+        groups.setdefault((record["kind"], record["strength"]), []).append(record)
+    rows = []
+    for (kind, strength), members in groups.items():
+        row = {"kind": kind, "strength": strength, "n": len(members),
+               "seeds": " ".join(str(member["seed"]) for member in sorted(members, key=lambda m: m["seed"]))}
+        for metric in ("elbo_bpd", "kl_bpd"):
+            values = np.array([member[metric] for member in members], np.float64)
+            row[f"{metric}_mean"] = float(values.mean())
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        rows.append(row)
+    order = list(STRENGTH)
+    return sorted(rows, key=lambda row: (order.index(row["kind"]), row["strength"] or 0.0))
+
+
+def curve_at(rows, kl):
+    """The ELBO of the piecewise-linear curve through ``rows`` (sorted by KL) at ``kl``; NaN outside its range."""
+    points = sorted((row["kl_bpd_mean"], row["elbo_bpd_mean"]) for row in rows)
+    kls = [point[0] for point in points]
+    if not points or kl < kls[0] or kl > kls[-1]:
+        return math.nan
+    return float(np.interp(kl, kls, [point[1] for point in points]))
+
+
+def compare(rows):
+    """For each VB setting: its mean ELBO, GD's curve at its KL, and the gap (VB - GD; > 0: GD better)."""
+    gd = [row for row in rows if row["kind"] == "gaussian_dropout"]
+    comparison = []
+    for row in (row for row in rows if row["kind"] == "variational"):
+        at = curve_at(gd, row["kl_bpd_mean"])
+        comparison.append({"beta": row["strength"], "kl_bpd": row["kl_bpd_mean"], "vb_elbo_bpd": row["elbo_bpd_mean"],
+                           "gd_elbo_bpd_at_kl": at, "gap_bpd": row["elbo_bpd_mean"] - at})
+    return comparison
+
+
+def plot(rows, records, out, split="test"):
+    """Figure 2's axes: seeds as small points, setting means with ±1 std bars, each kind's settings joined by KL."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    styles = {"gaussian_dropout": ("tab:blue", "o"), "variational": ("tab:orange", "s"),
+              "none": ("black", "*"), "auxiliary_decoder": ("tab:green", "D")}
+    for kind, (color, marker) in styles.items():
+        mine = [row for row in rows if row["kind"] == kind]
+        if not mine:
+            continue
+        seeds = [record for record in records if record["kind"] == kind]
+        axes.scatter([r["kl_bpd"] for r in seeds], [r["elbo_bpd"] for r in seeds], color=color, marker=marker,
+                     s=12, alpha=0.35, linewidths=0)
+        line = sorted(mine, key=lambda row: row["kl_bpd_mean"])
+        axes.errorbar([r["kl_bpd_mean"] for r in line], [r["elbo_bpd_mean"] for r in line],
+                      xerr=[r["kl_bpd_std"] for r in line], yerr=[r["elbo_bpd_std"] for r in line], color=color,
+                      marker=marker, markersize=7 if kind in ("gaussian_dropout", "variational") else 11,
+                      linestyle="-" if len(line) > 1 else "none", capsize=2, label=LABELS[kind])
+        for row in line:
+            if row["strength"] is not None and kind != "auxiliary_decoder":
+                axes.annotate(f"{row['strength']:g}", (row["kl_bpd_mean"], row["elbo_bpd_mean"]), fontsize=7,
+                              xytext=(4, 4), textcoords="offset points", color=color)
+    axes.set_xlabel(f"VAE KL ({split}, bits/dim)")
+    axes.set_ylabel(f"negative ELBO ({split}, bits/dim)")
+    axes.set_title("ELBO vs. VAE KL (lower right is better)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    temporary = f"{out}.tmp.png"
+    figure.savefig(temporary)
+    os.replace(temporary, out)
+    plt.close(figure)
+
+
+def write_csv(rows, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def format_table(rows, columns):
+    """A fixed-width text table of ``rows`` (dicts) over ``columns``; floats with 4 decimals."""
+    cells = [[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tuning.frontier", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", help="results.json files or folders holding them")
+    parser.add_argument("--out", help="where to write the plot (.png)")
+    parser.add_argument("--csv", help="where to write the per-setting table (.csv)")
+    parser.add_argument("--runs_csv", help="where to write the per-run table (.csv)")
+    parser.add_argument("--split", default="test", choices=("test", "validation"), help="which evaluation to use")
+    args = parser.parse_args(argv)
+    try:
+        records = load_runs(args.results, args.split)
+    except (FileNotFoundError, KeyError) as error:
+        parser.error(str(error))
+    if not records:
+        parser.error(f"No results.json found under {args.results}.")
+    rows = aggregate(records)
+    print(f"{len(records)} runs, {len(rows)} settings ({args.split} split, bits/dim; std over seeds)")
+    print(format_table(rows, ["kind", "strength", "n", "elbo_bpd_mean", "elbo_bpd_std", "kl_bpd_mean",
+                              "kl_bpd_std"]))
+    comparison = compare(rows)
+    if comparison and any(row["kind"] == "gaussian_dropout" for row in rows):
+        print("\nVB settings against the GD curve at the same KL (gap > 0: GD has the better ELBO; nan: outside "
+              "GD's KL range)")
+        print(format_table(comparison, list(comparison[0])))
+    if args.csv:
+        write_csv(rows, args.csv)
+    if args.runs_csv:
+        write_csv(records, args.runs_csv)
+    if args.out:
+        plot(rows, records, args.out, args.split)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Linear probes: how well a run's VAE latents predict the ``gd_shapes`` generative factors.
+
+    python -m tuning.probe runs/figure2 --csv results/figure2/probe.csv
+
+Why: the VAE KL says *how much* the latents carry, not *what*. The embedded dataset records the factors each image
+was rendered from, so we can ask whether a stronger bottleneck on the autoregressive path pushes the global
+structure (background hue and stripes, the number, place and size of the objects) into the latents.
+
+Protocol: the posterior means E[z|x] (``latent_size**2 * latent_channels`` numbers) of the test split, standardised;
+a ridge regression (closed form, ``ridge`` x identity on the standardised features) fitted on the first half of the
+test split and scored by R^2 on the second half, per factor. Circular factors are probed through their cosine and
+sine (hue period 1, stripe angle period pi) and scored by the mean R^2 of the two. R^2 <= 0 means no linear
+information (held-out predictions are no better than the mean).
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from gd_bottleneck import data
+from gd_bottleneck.training import checkpoints, files
+from tuning import frontier
+
+RIDGE = 1.0
+
+
+def factor_targets(factors):
+    """``{name: [N, k] float64}`` of the global factors (largest object = slot 0)."""
+    background, objects = factors["background"], factors["objects"]
+    hue = 2 * np.pi * background["hue"].astype(np.float64)
+    angle = 2 * background["stripe_angle"].astype(np.float64)
+    column = lambda values: np.asarray(values, np.float64)[:, None]  # noqa: E731
+    return {"hue": np.stack([np.cos(hue), np.sin(hue)], 1),
+            "stripe_angle": np.stack([np.cos(angle), np.sin(angle)], 1),
+            "stripe_period": column(background["stripe_period"]),
+            "num_objects": column(factors["num_objects"]),
+            "largest_x": column(objects["x"][:, 0]), "largest_y": column(objects["y"][:, 0]),
+            "largest_size": column(objects["size"][:, 0])}
+
+
+def ridge_r2(features, targets, ridge=RIDGE):
+    """Mean held-out R^2 over the columns of ``targets`` of a ridge fit on the first half, scored on the second."""
+    half = len(features) // 2
+    mean, scale = features[:half].mean(0), features[:half].std(0) + 1e-8
+    x = (features - mean) / scale
+    x = np.concatenate([x, np.ones((len(x), 1))], 1)
+    fit_x, test_x, fit_y, test_y = x[:half], x[half:], targets[:half], targets[half:]
+    penalty = ridge * np.eye(x.shape[1])
+    penalty[-1, -1] = 0.0  # no penalty on the intercept
+    weights = np.linalg.solve(fit_x.T @ fit_x + penalty, fit_x.T @ fit_y)
+    residual = ((test_y - test_x @ weights) ** 2).sum(0)
+    total = ((test_y - test_y.mean(0)) ** 2).sum(0)
+    return float(np.mean(1.0 - residual / total))
+
+
+def posterior_means(model, images, batch_size=250):
+    """``E[z|x]`` flattened, ``[N, latent_size**2 * latent_channels]`` float64."""
+    chunks = [model.encode(images[start:start + batch_size])[0].numpy()
+              for start in range(0, len(images), batch_size)]
+    means = np.concatenate(chunks).astype(np.float64)
+    return means.reshape(len(means), -1)
+
+
+def probe_run(model_dir, images, targets):
+    """``{factor: R^2}`` for the run in ``model_dir``."""
+    model = checkpoints.load_trained_model(model_dir)[0]
+    features = posterior_means(model, images)
+    return {name: ridge_r2(features, values) for name, values in targets.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tuning.probe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run folders, or folders holding them (found by results.json)")
+    parser.add_argument("--csv", help="where to write the per-setting table (.csv)")
+    parser.add_argument("--runs_csv", help="where to write the per-run table (.csv)")
+    args = parser.parse_args(argv)
+    records = frontier.load_runs(args.runs)
+    if not records:
+        parser.error(f"No results.json found under {args.runs}.")
+    inputs = {}
+    for record in records:
+        config = files.read_json(os.path.join(os.path.dirname(record["path"]), "run_config.json"))
+        if config["dataset"] != "shapes":
+            parser.error(f"{record['path']}: probes need the shapes dataset's factors (dataset={config['dataset']}).")
+        size = config["image_size"]
+        if size not in inputs:
+            inputs[size] = (data.load_images("shapes", "test", size), factor_targets(data.load_factors("test", size)))
+        record.update(probe_run(os.path.dirname(record["path"]), *inputs[size]))
+        record["mean_r2"] = float(np.mean([record[name] for name in inputs[size][1]]))
+        print(f"{record['kind']} {record['strength']} seed {record['seed']}: KL {record['kl_bpd']:.4f}, "
+              f"mean R^2 {record['mean_r2']:.3f}", flush=True)
+    names = [name for name in records[0] if name not in ("path", "steps", "elbo_bpd")]
+    settings = {}
+    for record in records:
+        settings.setdefault((record["kind"], record["strength"]), []).append(record)
+    rows = [{"kind": kind, "strength": strength, "n": len(members),
+             **{name: float(np.mean([m[name] for m in members])) for name in names
+                if name not in ("kind", "strength", "seed")}}
+            for (kind, strength), members in settings.items()]
+    order = list(frontier.STRENGTH)
+    rows.sort(key=lambda row: (order.index(row["kind"]), row["strength"] or 0.0))
+    print(frontier.format_table(rows, list(rows[0])))
+    if args.csv:
+        frontier.write_csv(rows, args.csv)
+    if args.runs_csv:
+        frontier.write_csv([{k: v for k, v in r.items() if k != "path"} for r in records], args.runs_csv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Search the trainer's settings with KerasTuner: grid, random, Bayesian or Hyperband.
+
+    python -m tuning.search --flagfile=demo.flags --tuner=random --max_trials=8 --directory=runs/search \\
+        --tune_bottleneck=gaussian_dropout,variational --tune_dropout_rate=0.05:0.95 --tune_beta=0.01:1:log \\
+        --objective=elbo_bpd_at_kl --min_kl_bpd=0.05 --validation_examples=2000 --objective_split=validation
+
+Every trainer flag (python -m trainers.cifar --helpfull) sets what all trials share; ``--tune_<setting>`` makes a
+setting vary (a list ``a,b,c`` or a range ``LOW:HIGH[:log]``, see tuning/space.py). Trials are trainer runs in
+``<directory>/<project_name>/trial_<id>/run``; rerunning the same command resumes the search (a trial that was running
+resumes from its checkpoint). Distributed: start one chief and any number of workers with the same command and
+environment ``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT`` and ``KERASTUNER_TUNER_ID`` (``chief`` for the
+chief, unique ids such as ``tuner0`` for workers); the chief only serves the oracle, the workers run trials.
+"""
+
+import os
+import sys
+
+import keras_tuner as kt
+from absl import app, flags, logging
+
+from trainers import cifar
+from tuning import objectives, space
+from tuning.hypermodel import TrainerHyperModel
+from tuning.tuner import TUNERS, TrainerTuner, make_oracle, trial_rows
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("tuner", "random", list(TUNERS), "Search strategy (KerasTuner oracle).")
+flags.DEFINE_integer("max_trials", 10, "Most trials to run (grid: stops earlier when the grid is exhausted; "
+                     "hyperband: ignored, its budget is --max_epochs and --hyperband_factor).")
+flags.DEFINE_string("directory", None, "Folder of the search (required); trials are in <directory>/<project_name>.")
+flags.DEFINE_string("project_name", "search", "Name of the search inside --directory.")
+flags.DEFINE_bool("overwrite", False, "Start the search over (default: resume the one in --directory).")
+flags.DEFINE_enum("objective", "elbo_bpd", list(objectives.NAMES), "What to optimise: elbo_bpd (min), kl_bpd (max), "
+                  "elbo_bpd_at_kl (min ELBO subject to KL >= --min_kl_bpd).")
+flags.DEFINE_enum("objective_split", "test", list(objectives.SPLITS), "Split scored by the objective; validation "
+                  "needs --validation_examples > 0.")
+flags.DEFINE_float("min_kl_bpd", None, "KL constraint T (bits/dim) of --objective=elbo_bpd_at_kl.")
+flags.DEFINE_float("kl_penalty", objectives.DEFAULT_PENALTY, "Score per bit/dim of KL below --min_kl_bpd.")
+flags.DEFINE_integer("max_epochs", None, "Hyperband: epochs of the longest trials (required with --tuner=hyperband).")
+flags.DEFINE_integer("hyperband_factor", 3, "Hyperband: reduction factor between brackets.")
+flags.DEFINE_integer("max_consecutive_failed_trials", 3, "Stop the search after this many failed trials in a row.")
+for _name in space.TUNABLE:
+    flags.DEFINE_string(f"tune_{_name}", None, f"Vary {_name}: values a,b,c or a range LOW:HIGH[:log].")
+
+
+def tuner_from_flags(write=print):
+    """The TrainerTuner the flags describe (``ValueError`` naming the flag on bad values)."""
+    if FLAGS.directory is None:
+        raise ValueError("Flag `--directory` is required (where the search and its trials are written).")
+    base = cifar.run_settings_from_flags()
+    tunables = space.parse_all({name: FLAGS[f"tune_{name}"].value for name in space.TUNABLE})
+    if FLAGS.tuner == "grid":
+        ranged = [tunable.name for tunable in tunables if not tunable.values]
+        if ranged:
+            raise ValueError(f"Flag `--tuner=grid` needs lists of values, not ranges, for {ranged}.")
+    if FLAGS.tuner == "hyperband" and FLAGS.max_epochs is None:
+        raise ValueError("Flag `--max_epochs` is required with --tuner=hyperband.")
+    hypermodel = TrainerHyperModel(base, tunables)
+    goal = objectives.Objectives(FLAGS.objective, FLAGS.objective_split, FLAGS.min_kl_bpd, FLAGS.kl_penalty)
+    if FLAGS.objective_split == "validation" and not FLAGS.validation_examples:
+        raise ValueError("Flag `--objective_split=validation` needs --validation_examples > 0.")
+    oracle = make_oracle(FLAGS.tuner, goal.keras_tuner_objective, FLAGS.max_trials, FLAGS.seed, FLAGS.max_epochs,
+                         FLAGS.hyperband_factor, FLAGS.max_consecutive_failed_trials)
+    return TrainerTuner(hypermodel, goal, oracle, write=write, directory=FLAGS.directory,
+                        project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
+
+
+def report(tuner, write=print):
+    """Prints every trial (failed ones with their reason) and the best one; returns the rows."""
+    rows = trial_rows(tuner)
+    for row in rows:
+        write("  ".join(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+                        for key, value in row.items()))
+    done = [row for row in rows if row["status"] == "COMPLETED" and "elbo_bpd" in row]
+    best = tuner.objectives.best_feasible(done)
+    failed = [row["trial"] for row in rows if row["status"] in ("FAILED", "INVALID")]
+    if failed:
+        write(f"{len(failed)} trial(s) failed: {failed} (reasons above; tracebacks in the oracle's trial.json files)")
+    if best is None:
+        write("No trial completed.")
+    elif tuner.objectives.shortfall(best["kl_bpd"]) > 0:
+        write(f"No completed trial reaches KL >= {tuner.objectives.min_kl_bpd} bits/dim.")
+    else:
+        write(f"Best trial: {best['trial']}  elbo_bpd={best['elbo_bpd']:.4f}  kl_bpd={best['kl_bpd']:.4f}  "
+              f"run folder: {tuner.trial_model_dir(best['trial'])}")
+    return rows
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
+    try:
+        tuner = tuner_from_flags()
+    except ValueError as error:
+        raise app.UsageError(str(error).replace("Argument `", "Flag `--"))
+    try:
+        tuner.search()
+    except kt.errors.FatalError as error:  # the trainer's SIGTERM/SIGINT message: the trial has a checkpoint
+        print(error, file=sys.stderr)
+        sys.exit(130)
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # workers leave the report to the chief
+        report(tuner)
+
+
+if __name__ == "__main__":
+    app.run(main)

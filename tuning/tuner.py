@@ -1,0 +1,136 @@
+"""The KerasTuner tuner whose trials are trainer runs, for the four search strategies.
+
+Each trial trains with :func:`gd_bottleneck.training.train` in ``<directory>/<project>/trial_<id>/run`` (a normal
+run folder: results.json, checkpoints, TensorBoard, export if enabled) and reports the objectives' scores. What
+KerasTuner provides is kept: its oracles (grid, random, Bayesian, Hyperband), its chief/worker distribution
+(``KERASTUNER_TUNER_ID`` / ``_ORACLE_IP`` / ``_ORACLE_PORT``), its saved oracle state, and on reload the trials that
+were running go back on its retry queue, whose rerun resumes the trial's own checkpoint.
+
+Failures are reported, never dropped: a run whose loss diverges becomes a FAILED trial whose message says why (the
+search goes on; KerasTuner stops after ``max_consecutive_failed_trials``), and :func:`trial_rows` lists it.
+SIGTERM/SIGINT stops the search after the running trial saved a checkpoint (rerun the same command to resume).
+"""
+
+import functools
+import os
+import shutil
+
+import keras_tuner as kt
+from keras_tuner.src.tuners.gridsearch import LinkedList
+
+from gd_bottleneck.training import TrainingDiverged, TrainingInterrupted, checkpoints, train
+
+TUNERS = ("grid", "random", "bayesian", "hyperband")
+
+
+class TrainerTuner(kt.engine.base_tuner.BaseTuner):
+    """Runs each trial as a training run. Args: ``hypermodel`` (a :class:`TrainerHyperModel`), ``objectives`` (an
+    :class:`Objectives`), ``oracle`` (a KerasTuner oracle), ``write`` (progress lines), and BaseTuner's keywords."""
+
+    def __init__(self, hypermodel, objectives, oracle, write=print, **kwargs):
+        self.objectives = objectives
+        self.write = write
+        super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+    def _populate_initial_space(self):
+        # Declaring every setting (conditional ones in their scopes) is enough; KerasTuner's default would build the
+        # model once per conditional scope, seconds each for the paper() model.
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
+    def trial_model_dir(self, trial_id):
+        return os.path.join(self.get_trial_dir(trial_id), "run")
+
+    def trial_run_config(self, trial):
+        """The trial's RunConfig; under Hyperband its ``epochs`` is the bracket's budget, annealed over
+        ``max_epochs`` so that a promoted trial continues its parent's run."""
+        hp = trial.hyperparameters
+        config = self.hypermodel.trial_run_config(hp, self.trial_model_dir(trial.trial_id))
+        if "tuner/epochs" in hp.values:
+            config = type(config)(**{**config.to_dict(), "epochs": hp.values["tuner/epochs"],
+                                     "schedule_epochs": self.oracle.max_epochs})
+        return config
+
+    def _continue_parent(self, trial, model_dir):
+        """Hyperband promotions start from the parent trial's newest checkpoint (copied, so the parent's folder and
+        results stay as they were)."""
+        parent = trial.hyperparameters.values.get("tuner/trial_id")
+        if not parent or os.path.exists(os.path.join(model_dir, "checkpoints")):
+            return
+        source = self.trial_model_dir(parent)
+        os.makedirs(model_dir, exist_ok=True)
+        shutil.copytree(os.path.join(source, "checkpoints"), os.path.join(model_dir, "checkpoints"))
+        shutil.copy(os.path.join(source, "run_config.json"), os.path.join(model_dir, "run_config.json"))
+
+    def run_trial(self, trial, *args, **kwargs):
+        config = self.trial_run_config(trial)
+        self._continue_parent(trial, config.model_dir)
+        values = {name: value for name, value in trial.hyperparameters.values.items()
+                  if not name.startswith("tuner/")}
+        self.write(f"Trial {trial.trial_id}: {values}", flush=True)
+        try:
+            results = train(config, write=self.write)
+        except TrainingDiverged as error:
+            raise kt.errors.FailedTrialError(f"Trial {trial.trial_id} diverged: {error}") from error
+        except TrainingInterrupted as error:
+            raise kt.errors.FatalError(f"{error} (rerun the search command to resume)") from error
+        scores = self.objectives.scores(results)
+        self.write(f"Trial {trial.trial_id}: " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()),
+                   flush=True)
+        return scores
+
+    def load_model(self, trial):
+        """The trained HybridVAE of ``trial`` (for ``get_best_models``)."""
+        return checkpoints.load_trained_model(self.trial_model_dir(trial.trial_id))[0]
+
+
+class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
+    """KerasTuner 1.4.8's grid oracle, able to resume.
+
+    The stock oracle keeps its walk through the grid (the trials ordered by their values, and the queue of trials
+    whose successor may still be untried) only in memory and does not save it with the rest of its state, so a
+    reloaded grid search fails with ``KeyError`` in ``LinkedList.next`` as soon as a trial ends. Both are rebuilt
+    here from the saved trials: every trial, in grid order, and all of them queued (an already tried successor is
+    skipped by the oracle itself).
+    """
+
+    def set_state(self, state):
+        super().set_state(state)
+        by_values = functools.cmp_to_key(lambda a, b: self._compare(self.trials[a].hyperparameters.values,
+                                                                     self.trials[b].hyperparameters.values))
+        ordered = sorted(self.trials, key=by_values)
+        self._ordered_ids = LinkedList()
+        for trial_id in ordered:
+            self._ordered_ids.insert(trial_id)
+        self._populate_next = list(ordered)
+
+
+def make_oracle(tuner, objective, max_trials, seed, max_epochs=None, factor=3, max_consecutive_failed_trials=3):
+    """The KerasTuner oracle of ``tuner`` (one of :data:`TUNERS`); ``max_epochs``/``factor`` are Hyperband's."""
+    common = {"objective": objective, "seed": seed, "max_consecutive_failed_trials": max_consecutive_failed_trials}
+    if tuner == "grid":
+        return ResumableGridSearchOracle(max_trials=max_trials, **common)
+    if tuner == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
+    if tuner == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
+    if tuner == "hyperband":
+        if max_epochs is None or max_epochs < 1:
+            raise ValueError(f"Argument `max_epochs` must be an integer >= 1 with tuner=hyperband. Received: {max_epochs}")
+        return kt.oracles.HyperbandOracle(max_epochs=max_epochs, factor=factor, **common)
+    raise ValueError(f"Argument `tuner` must be one of {list(TUNERS)}. Received: tuner={tuner!r}")
+
+
+def trial_rows(tuner):
+    """One dict per trial, in trial order: id, status, hyper-parameters, scores, and the failure message if any."""
+    rows = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        row = {"trial": trial_id, "status": trial.status, **trial.hyperparameters.values}
+        for name, observation in trial.metrics.metrics.items():
+            row[name] = observation.get_last_value()
+        if trial.status in ("FAILED", "INVALID"):
+            row["message"] = (trial.message or "").strip().splitlines()[-1:] or [""]
+            row["message"] = row["message"][0]
+        rows.append(row)
+    return rows
