@@ -56,6 +56,13 @@ def test_a_resume_may_move_files_but_not_change_what_is_trained():
         tiny_run("runs/a", None, dropout_rate=0.2).check_resumable_from(saved)
     with pytest.raises(ValueError, match="epochs: 2 -> 3"):  # the schedule depends on the length of the run
         tiny_run("runs/a", None, epochs=3).check_resumable_from(saved)
+    # ... unless it anneals over a fixed horizon: then a run can be extended (Hyperband's promotions)
+    fixed = tiny_run("runs/a", None, schedule_epochs=9).to_dict()
+    tiny_run("runs/a", None, epochs=5, schedule_epochs=9).check_resumable_from(fixed)
+    with pytest.raises(ValueError, match="schedule_epochs: 9 -> 8"):
+        tiny_run("runs/a", None, epochs=5, schedule_epochs=8).check_resumable_from(fixed)
+    with pytest.raises(ValueError, match="`schedule_epochs` must be >= epochs=2"):
+        tiny_run("runs/a", None, schedule_epochs=1)
 
 
 @pytest.mark.parametrize("schedule", ["exponential", "linear", "cosine"])
@@ -82,7 +89,7 @@ def test_fit_segments_finish_a_run_from_any_step(start, expected):
 
 def test_a_tiny_run_writes_results_checkpoints_tensorboard_and_an_export(tmp_path, shapes_data_dir):
     lines = []
-    config = tiny_run(tmp_path / "run", shapes_data_dir)
+    config = tiny_run(tmp_path / "run", shapes_data_dir, validation_examples=16)
     results = train(config, write=lambda text, flush=False: lines.append(text))
     assert results["steps"] == results["total_steps"] == 6
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -104,6 +111,11 @@ def test_a_tiny_run_writes_results_checkpoints_tensorboard_and_an_export(tmp_pat
     elbo = np.concatenate([exported.signatures["elbo"](images=tf.constant(test_images[i:i + 8]))["elbo_bpd"]
                            for i in range(0, len(test_images), 8)])
     assert elbo.mean() == pytest.approx(saved["test_elbo_bpd"], rel=1e-5)
+    # validation_examples: the last 16 training images were held out and evaluated the same way.
+    held_out = data.load_images("shapes", "train", 8, data_dir=shapes_data_dir)[-16:]
+    elbo = np.concatenate([exported.signatures["elbo"](images=tf.constant(held_out[i:i + 8]))["elbo_bpd"]
+                           for i in (0, 8)])
+    assert saved["validation_images"] == 16 and elbo.mean() == pytest.approx(saved["validation_elbo_bpd"], rel=1e-5)
 
     scalars, images = EventAccumulator(str(tmp_path / "run/tensorboard/train")), None
     scalars.Reload()
@@ -167,3 +179,15 @@ def test_the_training_checkpoint_holds_every_model_variable_and_the_optimizer_st
     for expected, actual in zip(model.variables + optimizer.variables, fresh.variables + fresh_optimizer.variables):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected),
                                       err_msg=expected.path)
+
+
+def test_validation_examples_are_the_last_training_images_and_must_leave_some_to_train_on():
+    from gd_bottleneck.training.run import _hold_out
+
+    images = np.arange(10)[:, None]
+    train_part, validation = _hold_out(images, 3)
+    np.testing.assert_array_equal(validation[:, 0], [7, 8, 9])
+    np.testing.assert_array_equal(train_part[:, 0], np.arange(7))
+    assert _hold_out(images, 0)[1] is None
+    with pytest.raises(ValueError, match=r"`validation_examples` must be in \[0, 10\)"):
+        _hold_out(images, 10)
