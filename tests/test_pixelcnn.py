@@ -15,6 +15,17 @@ def test_shifts_move_by_one_and_fill_with_zeros():
     np.testing.assert_array_equal(right_shift(x)[0, :, :, 0].numpy(), [[0, 1, 2], [0, 4, 5], [0, 7, 8]])
 
 
+@pytest.mark.parametrize("shift, kernel, strides", [("down", (2, 3), 1), ("down_right", (2, 2), 1),
+                                                     ("down", (2, 3), 2), ("down_right", (2, 2), 2)])
+def test_shifted_convolution_equals_the_valid_convolution_of_the_padded_input_bit_for_bit(shift, kernel, strides):
+    """The layer lets the convolution pad (faster); the cached sampler pads windows itself and calls ``layer.conv``:
+    both must give the same numbers."""
+    layer = ShiftedConv2D(16, kernel, shift, strides=strides)
+    x = tf.random.normal([2, 8, 8, 12], seed=3)
+    output = layer(x)
+    np.testing.assert_array_equal(output.numpy(), layer.conv(tf.pad(x, layer.padding)).numpy())
+
+
 @pytest.mark.parametrize("shift, kernel, rows, cols", [
     ("down", (2, 3), (-1, 0), (-1, 1)), ("down_right", (2, 2), (-1, 0), (-1, 0)), ("down", (1, 3), (0, 0), (-1, 1)),
     ("down_right", (2, 1), (-1, 0), (0, 0))])

@@ -1,0 +1,235 @@
+"""Training throughput of our PixelCNN++ against TensorFlow Probability's ``tfd.PixelCNN``, side by side.
+
+    python -m benchmarks.train_throughput            # the paper's PixelCNN++ (160 filters, 5 x 3), the hybrid presets
+    python -m benchmarks.train_throughput --quick    # a small architecture, one JSON line (about a minute)
+
+Both models are the same architecture: ``filters`` channels in both streams, ``resnets`` gated resnets per stage,
+``stages`` resolutions, binary dropout, a mixture of ``components`` discretized logistics with conditional colour
+channels, the same receptive fields (TFP's masked 3x3/3x3 kernels keep 2x3 and 2x2 taps, our shifted convolutions
+are 2x3 and 2x2), no weight normalisation (TFP's ``use_weight_norm=False``: ours has none) and no conditioning (ours is
+given a 1-channel zero condition, a little extra work for us). A training step is forward, backward and an Adam
+update (each framework's own Adam), on the same uint8 batch, in a ``tf.function``. Each measurement runs in its own
+process (so peak RSS is its own), warms up (tracing, first steps), then times ``--steps`` steps, median of
+``--repeats`` timings.
+
+FLOP utilisation: the floating-point operations of our step (forward + backward, counted by TensorFlow's graph
+profiler: convolutions, their gradients, matmuls) divided by its time, against the machine's peak measured in the
+same run: the best of a large float32 matmul and of the model's own dominant convolution shape.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ARCHITECTURES = {
+    # the paper's PixelCNN++ (Salimans et al. 2017; appendix B of Rey & Mnih) at 32x32
+    "paper": {"image_size": 32, "filters": 160, "resnets": 5, "stages": 3, "components": 10, "dropout": 0.5,
+              "batch_size": 4},
+    # a small one for --quick
+    "quick": {"image_size": 16, "filters": 32, "resnets": 1, "stages": 3, "components": 10, "dropout": 0.5,
+              "batch_size": 16},
+}
+
+
+def _peak_rss_mib():
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _time_steps(step, steps, repeats, warmup):
+    """Median seconds of ``steps`` calls of ``step`` over ``repeats`` timings, after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = step()
+        float(loss)  # wait for the last step
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def _images(arch, seed=0):
+    size = arch["image_size"]
+    return np.random.default_rng(seed).integers(0, 256, (arch["batch_size"], size, size, 3), dtype=np.uint8)
+
+
+def ours_step(arch, jit_compile):
+    """Our ConditionalPixelCNN + DiscretizedLogisticMixture: ``(train_step, loss_and_gradients, model)``."""
+    import keras
+    import tensorflow as tf
+
+    from gd_bottleneck.distributions import DiscretizedLogisticMixture
+    from gd_bottleneck.pixelcnn import ConditionalPixelCNN
+
+    network = ConditionalPixelCNN(arch["filters"], arch["resnets"], arch["stages"], arch["dropout"],
+                                  DiscretizedLogisticMixture.num_params(arch["components"], 3), seed=0)
+    images = tf.constant(_images(arch).astype(np.float32))
+    condition = tf.zeros(images.shape[:3] + (1,))
+    network((tf.zeros(images.shape), condition))
+    optimizer = keras.optimizers.Adam(1e-4)
+    optimizer.build(network.trainable_variables)
+
+    def loss_and_gradients():
+        with tf.GradientTape() as tape:
+            params = network((images / 127.5 - 1.0, condition), training=True)
+            loss = -tf.reduce_mean(DiscretizedLogisticMixture.from_params(params).log_prob(images))
+        return loss, tape.gradient(loss, network.trainable_variables)
+
+    @tf.function(jit_compile=jit_compile)
+    def train_step():
+        loss, gradients = loss_and_gradients()
+        optimizer.apply(gradients, network.trainable_variables)
+        return loss
+
+    return train_step, loss_and_gradients, network
+
+
+def reference_step(arch):
+    """TFP's PixelCNN (tf_keras) at the same architecture: ``train_step``."""
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+    import tf_keras
+
+    size = arch["image_size"]
+    distribution = tfp.distributions.PixelCNN(
+        image_shape=(size, size, 3), num_resnet=arch["resnets"], num_hierarchies=arch["stages"],
+        num_filters=arch["filters"], num_logistic_mix=arch["components"], receptive_field_dims=(3, 3),
+        dropout_p=arch["dropout"], use_weight_norm=False, use_data_init=False)
+    images = tf.constant(_images(arch).astype(np.float32))
+    distribution.log_prob(images)  # builds the network
+    variables = distribution.network.trainable_variables
+    optimizer = tf_keras.optimizers.Adam(1e-4)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(distribution.log_prob(images, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return train_step
+
+
+def step_flops(loss_and_gradients):
+    """Floating-point operations of one forward + backward pass, from TensorFlow's graph profiler."""
+    import tensorflow as tf
+
+    graph = tf.function(loss_and_gradients).get_concrete_function().graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def peak_gflops(arch, seconds=3.0):
+    """The machine's float32 peak here: max of a 2048^2 matmul and the model's own 2x3 convolution F -> 2F."""
+    import tensorflow as tf
+
+    def rate(op, flops):
+        op()
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            float(tf.reduce_sum(op()[:1]))
+            count += 1
+        return flops * count / (time.perf_counter() - start) / 1e9
+
+    a = tf.random.normal([2048, 2048])
+    matmul = tf.function(lambda: tf.matmul(a, a))
+    f, size, batch = arch["filters"], arch["image_size"], arch["batch_size"]
+    x = tf.random.normal([batch, size + 1, size + 2, f])
+    kernel = tf.random.normal([2, 3, f, 2 * f])
+    conv = tf.function(lambda: tf.nn.conv2d(x, kernel, 1, "VALID"))
+    return {"matmul_gflops": rate(matmul, 2 * 2048 ** 3),
+            "conv_gflops": rate(conv, 2 * batch * size * size * 6 * f * 2 * f)}
+
+
+def measure(kind, arch, steps, repeats, warmup):
+    """One measurement in this process (see ``main`` for the kinds); returns a dict."""
+    batch = arch["batch_size"]
+    if kind == "peak":
+        return peak_gflops(arch)
+    if kind in ("ours", "ours_xla"):
+        step, loss_and_gradients, network = ours_step(arch, jit_compile=kind == "ours_xla")
+        seconds = _time_steps(step, steps, repeats, warmup)
+        result = {"images_per_s": batch * steps / seconds, "parameters": int(network.count_params())}
+        if kind == "ours":
+            result["gflop_per_step"] = step_flops(loss_and_gradients) / 1e9
+        return result
+    if kind == "reference":
+        seconds = _time_steps(reference_step(arch), steps, repeats, warmup)
+        return {"images_per_s": batch * steps / seconds}
+    if kind.startswith("hybrid_"):
+        from benchmarks import hybrid_training
+
+        preset = kind[len("hybrid_"):]
+        return hybrid_training.measure(preset, 32, hybrid_training.DEFAULT_BATCH[preset], steps, warmup)
+    raise ValueError(f"unknown measurement {kind!r}")
+
+
+def run_isolated(kind, arch_name, steps, repeats, warmup):
+    """``measure`` in a fresh Python process (its own peak RSS, no shared TF state); returns its dict."""
+    command = [sys.executable, "-m", "benchmarks.train_throughput", f"--_measure={kind}", f"--arch={arch_name}",
+               f"--steps={steps}", f"--repeats={repeats}", f"--warmup={warmup}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if done.returncode != 0:
+        raise RuntimeError(f"measurement {kind} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small architecture, ours vs reference only, 1 line")
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None, help="default: paper (quick: quick)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default: 5; quick 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per measurement (the median is kept)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps (tracing included)")
+    parser.add_argument("--xla", action="store_true", help="also time our step compiled with XLA")
+    parser.add_argument("--hybrid", default="small,paper", help="hybrid presets to time ('' for none)")
+    parser.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    arch_name = args.arch or ("quick" if args.quick else "paper")
+    arch = ARCHITECTURES[arch_name]
+    steps = args.steps or (10 if args.quick else 5)
+    for name, value in (("steps", steps), ("repeats", args.repeats)):
+        if value < 1:
+            parser.error(f"--{name} must be >= 1 (received {value})")
+    if args._measure:
+        result = measure(args._measure, arch, steps, args.repeats, args.warmup)
+        print(json.dumps({**result, "peak_rss_mib": _peak_rss_mib()}), flush=True)
+        return
+
+    ours = run_isolated("ours", arch_name, steps, args.repeats, args.warmup)
+    reference = run_isolated("reference", arch_name, steps, args.repeats, args.warmup)
+    summary = {"arch": arch_name, **{k: v for k, v in arch.items()}, "steps": steps, "repeats": args.repeats,
+               "ours_images_per_s": round(ours["images_per_s"], 3),
+               "reference_images_per_s": round(reference["images_per_s"], 3),
+               "ratio": round(ours["images_per_s"] / reference["images_per_s"], 3)}
+    if args.quick:
+        print(json.dumps(summary), flush=True)
+        return
+    peak = run_isolated("peak", arch_name, steps, args.repeats, args.warmup)
+    achieved = ours["gflop_per_step"] * ours["images_per_s"] / arch["batch_size"]
+    best_peak = max(peak["matmul_gflops"], peak["conv_gflops"])
+    summary.update(ours_gflop_per_step=round(ours["gflop_per_step"], 2), ours_gflops=round(achieved, 2),
+                   peak_matmul_gflops=round(peak["matmul_gflops"], 2), peak_conv_gflops=round(peak["conv_gflops"], 2),
+                   flop_utilisation=round(achieved / best_peak, 3), ours_peak_rss_mib=ours["peak_rss_mib"],
+                   reference_peak_rss_mib=reference["peak_rss_mib"], parameters=ours["parameters"])
+    if args.xla:
+        xla = run_isolated("ours_xla", arch_name, steps, args.repeats, args.warmup)
+        summary["ours_xla_images_per_s"] = round(xla["images_per_s"], 3)
+    print(json.dumps(summary), flush=True)
+    for preset in [name for name in args.hybrid.split(",") if name]:
+        print(json.dumps({"hybrid": preset, **run_isolated(f"hybrid_{preset}", arch_name, steps, 1, 2)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
