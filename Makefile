@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-clean tour test clean
+.PHONY: demo demo-clean tour test figure2 clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,14 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) -m trainers.cifar --flagfile=demo.flags
 
-demo-clean:
+demo-# The Figure 2 sweep at CPU scale (README, "Figure 2 at CPU scale"): about 75 minutes on 2 cores; rerunning resumes.
+figure2: $(STAMP)
+	PYTHON=$(PY) tuning/run_figure2.sh
+	$(PY) -m tuning.frontier runs/figure2 --out results/figure2/frontier.png --csv results/figure2/figure2.csv \
+		--runs_csv results/figure2/runs.csv
+	$(PY) -m tuning.probe runs/figure2 --csv results/figure2/probe.csv --runs_csv results/figure2/probe_runs.csv
+
+clean:
 	rm -rf runs/demo
 
 tour: $(STAMP)
@@ -24,6 +31,13 @@ tour: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The Figure 2 sweep at CPU scale (README, "Figure 2 at CPU scale"): about 75 minutes on 2 cores; rerunning resumes.
+figure2: $(STAMP)
+	PYTHON=$(PY) tuning/run_figure2.sh
+	$(PY) -m tuning.frontier runs/figure2 --out results/figure2/frontier.png --csv results/figure2/figure2.csv \
+		--runs_csv results/figure2/runs.csv
+	$(PY) -m tuning.probe runs/figure2 --csv results/figure2/probe.csv --runs_csv results/figure2/probe_runs.csv
 
 clean:
 	rm -rf $(VENV) build *.egg-info

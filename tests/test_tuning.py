@@ -2,6 +2,7 @@
 training whose results are a known function of the settings), failure reporting, resume, Hyperband continuation,
 and the result aggregation of tuning.frontier / tuning.probe. The distributed test runs real tiny trials."""
 
+import csv
 import json
 import math
 import os
@@ -205,19 +206,32 @@ def test_failed_trials_are_reported_and_an_interrupted_search_resumes(tmp_path, 
     assert "Best trial: 00 " in printed
 
 
-def test_search_cli_rejects_bad_flags_naming_them():
-    command = [sys.executable, "-m", "tuning.search", "--directory=/tmp/never", "--dataset=shapes"]
-    cases = [(["--tuner=grid", "--tune_dropout_rate=0.1:0.5"], "needs lists of values"),
-             (["--tuner=hyperband", "--dropout_rate=0.1"], "--max_epochs` is required"),
-             (["--objective=elbo_bpd_at_kl", "--dropout_rate=0.1"], "min_kl_bpd"),
-             (["--tune_beta=0.1", "--dropout_rate=0.1"], "--tune_beta` only applies"),
-             (["--objective_split=validation", "--dropout_rate=0.1"], "--validation_examples > 0")]
-    processes = [subprocess.Popen(command + extra, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env={**os.environ, "PYTHONPATH": REPO}) for extra, _ in cases]
-    for process, (_, message) in zip(processes, cases):
-        _, err = process.communicate(timeout=120)
-        assert process.returncode != 0 and message in err, err[-2000:]
+@pytest.mark.parametrize("extra, message", [
+    (["--tuner=grid", "--tune_dropout_rate=0.1:0.5"], "needs lists of values"),
+    (["--tuner=hyperband", "--dropout_rate=0.1"], "--max_epochs` is required"),
+    (["--objective=elbo_bpd_at_kl", "--dropout_rate=0.1"], "min_kl_bpd"),
+    (["--tune_beta=0.1", "--dropout_rate=0.1"], "--tune_beta` only applies"),
+    (["--objective_split=validation", "--dropout_rate=0.1"], "--validation_examples > 0"),
+    (["--tune_bottleneck=variational,none"], "--beta` is required"),
+    (["--tune_seed=0:x"], "--tune_seed` has 'x'")])
+def test_search_flags_are_checked_before_anything_runs(extra, message):
+    from absl import flags
+    from absl.testing import flagsaver
+
+    from tuning import search as search_cli
+
+    with flagsaver.flagsaver():
+        flags.FLAGS(["search", "--directory=/tmp/never", "--dataset=shapes", *extra])
+        with pytest.raises(ValueError, match=message):
+            search_cli.tuner_from_flags()
     assert not os.path.exists("/tmp/never")
+
+
+def test_search_cli_reports_a_bad_flag_as_a_usage_error():
+    done = subprocess.run([sys.executable, "-m", "tuning.search", "--directory=/tmp/never", "--tuner=grid",
+                           "--tune_dropout_rate=0.1:0.5"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    assert done.returncode == 1 and "Flag `--tuner=grid` needs lists of values" in done.stderr, done.stderr[-2000:]
 
 
 # --- aggregation: tuning.frontier and tuning.probe ---
@@ -277,7 +291,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def test_distributed_search_chief_and_two_workers_run_every_trial_once(tmp_path, shapes_data_dir):
+def test_distributed_search_chief_and_two_workers_run_every_trial_once(tmp_path, shapes_data_dir, capsys):
     tiny = [f"--{name}={value}" for name, value in TINY.to_dict().items() if name != "image_size"]
     command = [sys.executable, "-m", "tuning.search", f"--directory={tmp_path}", "--project_name=d",
                f"--data_dir={shapes_data_dir}", "--dataset=shapes", "--image_size=8", "--batch_size=8",
@@ -303,3 +317,10 @@ def test_distributed_search_chief_and_two_workers_run_every_trial_once(tmp_path,
     ran = {name: text[name].count("Test: elbo") for name in ("tuner0", "tuner1")}
     assert sum(ran.values()) == 3 and min(ran.values()) >= 1, ran  # both workers ran trials, none twice
     assert text["chief"].count("status=COMPLETED") == 3 and "Best trial" in text["chief"]
+
+    # The trials' folders feed the frontier and the linear probe (real trained models, the 8x8 factors).
+    assert frontier.main([str(tmp_path / "d"), "--csv", str(tmp_path / "f.csv")]) == 0
+    assert probe.main([str(tmp_path / "d"), "--csv", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert len(rows) == 3 and all(-10.0 < float(row["mean_r2"]) <= 1.0 for row in rows)
+    assert {"hue", "stripe_angle", "num_objects", "largest_size"} <= set(rows[0])

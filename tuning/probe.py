@@ -84,11 +84,12 @@ def main(argv=None):
         config = files.read_json(os.path.join(os.path.dirname(record["path"]), "run_config.json"))
         if config["dataset"] != "shapes":
             parser.error(f"{record['path']}: probes need the shapes dataset's factors (dataset={config['dataset']}).")
-        size = config["image_size"]
-        if size not in inputs:
-            inputs[size] = (data.load_images("shapes", "test", size), factor_targets(data.load_factors("test", size)))
-        record.update(probe_run(os.path.dirname(record["path"]), *inputs[size]))
-        record["mean_r2"] = float(np.mean([record[name] for name in inputs[size][1]]))
+        key = (config["image_size"], config["data_dir"])  # the test split the run itself was evaluated on
+        if key not in inputs:
+            inputs[key] = (data.load_images("shapes", "test", *key),
+                           factor_targets(data.load_factors("test", *key)))
+        record.update(probe_run(os.path.dirname(record["path"]), *inputs[key]))
+        record["mean_r2"] = float(np.mean([record[name] for name in inputs[key][1]]))
         print(f"{record['kind']} {record['strength']} seed {record['seed']}: KL {record['kl_bpd']:.4f}, "
               f"mean R^2 {record['mean_r2']:.3f}", flush=True)
     names = [name for name in records[0] if name not in ("path", "steps", "elbo_bpd")]
