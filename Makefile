@@ -16,14 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) -m trainers.cifar --flagfile=demo.flags
 
-demo-# The Figure 2 sweep at CPU scale (README, "Figure 2 at CPU scale"): about 75 minutes on 2 cores; rerunning resumes.
-figure2: $(STAMP)
-	PYTHON=$(PY) tuning/run_figure2.sh
-	$(PY) -m tuning.frontier runs/figure2 --out results/figure2/frontier.png --csv results/figure2/figure2.csv \
-		--runs_csv results/figure2/runs.csv
-	$(PY) -m tuning.probe runs/figure2 --csv results/figure2/probe.csv --runs_csv results/figure2/probe_runs.csv
-
-clean:
+demo-clean:
 	rm -rf runs/demo
 
 tour: $(STAMP)
