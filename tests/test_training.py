@@ -159,7 +159,7 @@ def test_run_config_round_trips_through_json():
 
 def test_the_training_checkpoint_holds_every_model_variable_and_the_optimizer_state(tmp_path):
     import keras
-    from gd_bottleneck.training.checkpoints import restore, training_checkpoint
+    from gd_bottleneck.training.checkpoints import model_variables, restore, training_checkpoint
 
     def make(seed):
         model = HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.1, seed=seed)
@@ -177,6 +177,14 @@ def test_the_training_checkpoint_holds_every_model_variable_and_the_optimizer_st
     restore(training_checkpoint(fresh, fresh_optimizer), path)
     assert len(fresh.variables) > 100  # the gated resnets and ResNet blocks (held in lists) included
     for expected, actual in zip(model.variables + optimizer.variables, fresh.variables + fresh_optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected),
+                                      err_msg=expected.path)
+    # The model alone (as load_trained_model restores it), in a model Keras named differently (hybrid_vae_<n>).
+    weights_only, _ = make(3)
+    assert weights_only.name != model.name
+    tf.train.Checkpoint(model_variables=model_variables(weights_only)).restore(path).expect_partial() \
+        .assert_existing_objects_matched()
+    for expected, actual in zip(model.variables, weights_only.variables):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected),
                                       err_msg=expected.path)
 

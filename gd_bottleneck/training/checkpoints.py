@@ -19,9 +19,14 @@ from gd_bottleneck.training.run_config import RunConfig
 def model_variables(model):
     """``{"<index>:<path>": variable}`` for every variable of ``model`` (weights, state, noise counters).
 
-    Paths alone are not unique (a variable created in a layer's ``__init__`` has only its own layer's name).
+    Paths alone are not unique (a variable created in a layer's ``__init__`` has only its own layer's name). The
+    model's own name is left out of the key: Keras numbers auto-named models per process (``hybrid_vae``,
+    ``hybrid_vae_1``, ...), so a tuner worker's second trial, or a process that loads several runs, would otherwise
+    not find its variables in a checkpoint written by a process that built one model.
     """
-    return {f"{index:05d}:{variable.path}": variable for index, variable in enumerate(model.variables)}
+    prefix = f"{model.name}/"
+    return {f"{index:05d}:{variable.path.removeprefix(prefix)}": variable
+            for index, variable in enumerate(model.variables)}
 
 
 def training_checkpoint(model, optimizer):
