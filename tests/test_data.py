@@ -98,3 +98,23 @@ def test_bad_requests_name_the_problem():
         builder_name("shapes", 24)
     with pytest.raises(ValueError, match="`dataset` must be one of"):
         builder_name("mnist", 28)
+
+
+def test_processes_that_start_at_once_all_get_the_dataset_built_once(tmp_path):
+    # Tuner workers and multi-worker training start together on an unbuilt dataset; unguarded, tfds lets each build
+    # its own copy and all but the first fail renaming it into place (FileExistsError).
+    import subprocess
+    import sys
+
+    script = ("import sys, numpy as np; from gd_bottleneck import data; "
+              "images = data.load_images('shapes', 'test', 8, data_dir=sys.argv[1]); "
+              "print(images.shape[0], int(images.astype(np.int64).sum()))")
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-2000:]
+    expected = data.load_images("shapes", "test", 8, data_dir=str(tmp_path))
+    assert {stdout.split()[-2] + " " + stdout.split()[-1] for stdout, _ in outputs} == \
+        {f"{expected.shape[0]} {int(expected.astype(np.int64).sum())}"}
+    assert not list(tmp_path.glob("gd_shapes/8/incomplete*"))

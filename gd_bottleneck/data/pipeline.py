@@ -10,6 +10,9 @@ CIFAR-10 offline: put the original ``cifar-10-binary.tar.gz`` (170052171 bytes) 
 default ``~/tensorflow_datasets``). Once built, no archive or network is needed.
 """
 
+import fcntl
+import os
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -35,10 +38,27 @@ def builder_name(dataset, image_size):
 
 
 def prepare(dataset, image_size, data_dir=None, manual_dir=None):
-    """Builds the dataset on disk if needed (downloads CIFAR-10 unless ``manual_dir`` holds its archive)."""
-    builder = tfds.builder(builder_name(dataset, image_size), data_dir=data_dir)
+    """Builds the dataset on disk if needed (downloads CIFAR-10 unless ``manual_dir`` holds its archive).
+
+    Safe when several processes start at once (tuner workers, multi-worker training): on a local ``data_dir`` the
+    first one builds while the others wait on a lock file beside the dataset, then find it built. Without the lock
+    tfds lets each process build its own copy and all but the first fail on the final rename (``FileExistsError``).
+    """
+    name = builder_name(dataset, image_size)
     config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False) if manual_dir else None
-    builder.download_and_prepare(download_config=config)
+    builder = tfds.builder(name, data_dir=data_dir)
+    target = os.fspath(builder.data_dir)
+    if "://" in target or os.path.exists(os.path.join(target, "dataset_info.json")):
+        builder.download_and_prepare(download_config=config)  # remote storage, or already built: nothing to guard
+        return builder
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            builder = tfds.builder(name, data_dir=data_dir)  # anew: another process may have built it meanwhile
+            builder.download_and_prepare(download_config=config)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return builder
 
 
