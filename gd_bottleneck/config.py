@@ -7,6 +7,7 @@ varies it across otherwise identical models). Invalid values raise ``ValueError`
 import dataclasses
 import math
 
+from gd_bottleneck.precision import check_precision
 from gd_bottleneck.validation import check_int, check_rate
 
 
@@ -36,6 +37,8 @@ class ModelConfig:
     # Mixer MLP and likelihood.
     mixer_units: int = 266
     mixture_components: int = 10
+    # Compute dtype policy of the three networks (gd_bottleneck/precision.py); the likelihood stays float32.
+    precision: str = "float32"
 
     def __post_init__(self):
         for name, minimum in [("image_size", 2), ("resnet_blocks", 0), ("resnet_channels", 1),
@@ -45,6 +48,7 @@ class ModelConfig:
                               ("mixture_components", 1)]:
             check_int(getattr(self, name), name, minimum)
         check_rate(self.pixelcnn_dropout, "pixelcnn_dropout")
+        check_precision(self.precision)
         ratio = self.image_size / self.latent_size
         if ratio < 1 or ratio != 2 ** round(math.log2(ratio)):
             raise ValueError(f"Fields `image_size` / `latent_size` must be a power of two >= 1 (the VAE halves the "

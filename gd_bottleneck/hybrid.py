@@ -89,12 +89,12 @@ class HybridVAE(keras.Model):
         latent_seed, pixelcnn_seed, bottleneck_seed = derived_seeds(self.seed, 3)
 
         cfg = self.config
-        self.encoder = Encoder(cfg, name="encoder")
+        self.encoder = Encoder(cfg, dtype=cfg.precision, name="encoder")
         self.latent_sample = GaussianSample(seed=latent_seed, name="latent_sample")
-        self.decoder = Decoder(cfg, name="decoder")
+        self.decoder = Decoder(cfg, dtype=cfg.precision, name="decoder")
         self.pixelcnn = ConditionalPixelCNN(cfg.pixelcnn_filters, cfg.pixelcnn_resnets_per_stage, cfg.pixelcnn_stages,
                                             cfg.pixelcnn_dropout, cfg.pixelcnn_output_dim, seed=pixelcnn_seed,
-                                            name="pixelcnn")
+                                            dtype=cfg.precision, name="pixelcnn")
         if bottleneck == "gaussian_dropout":
             self.bottleneck_layer = GaussianDropoutBottleneck(self.dropout_rate, seed=bottleneck_seed, name="bottleneck")
         elif bottleneck == "variational":
@@ -257,6 +257,7 @@ class HybridVAE(keras.Model):
             loss = tf.reduce_mean(self.objective(terms))
             # The optimizer sums gradients over replicas: each replica contributes its mean / num_replicas.
             scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            scaled_loss = self.optimizer.scale_loss(scaled_loss)  # a LossScaleOptimizer's scale (mixed_float16)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(terms, loss)
@@ -265,6 +266,15 @@ class HybridVAE(keras.Model):
     def test_step(self, data):
         terms = self.terms(self._images_of(data), training=False)
         return self._update_metrics(terms, tf.reduce_mean(self.objective(terms)))
+
+    def compile(self, optimizer="rmsprop", **kwargs):
+        """Keras' compile; with ``precision="mixed_float16"`` the optimizer is wrapped in a ``LossScaleOptimizer``
+        (Keras only does that for models whose own policy is mixed_float16, and this model's policy is float32:
+        only its networks are mixed). Use ``model.optimizer`` afterwards (the wrapper, holding the loss scale)."""
+        optimizer = keras.optimizers.get(optimizer)
+        if self.config.precision == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        super().compile(optimizer=optimizer, **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras (3.15, TF backend) MEAN-reduces the first data batch across replicas just to learn its shapes. Under

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from gd_bottleneck.noise import SeededDropout
+from gd_bottleneck.precision import policy_scope
 from gd_bottleneck.validation import check_int, check_rate, check_seed
 
 
@@ -61,8 +62,9 @@ class ShiftedConv2D(keras.layers.Layer):
         kh, kw = self.kernel_size
         horizontal = [(kw - 1) // 2, (kw - 1) // 2] if shift == "down" else [kw - 1, 0]
         self.padding = [[0, 0], [kh - 1, 0], horizontal, [0, 0]]
-        self.conv = keras.layers.Conv2D(filters, self.kernel_size, strides=strides, padding="valid",
-                                        kernel_initializer=self.kernel_initializer, name="conv")
+        with policy_scope(self.dtype_policy):
+            self.conv = keras.layers.Conv2D(filters, self.kernel_size, strides=strides, padding="valid",
+                                            kernel_initializer=self.kernel_initializer, name="conv")
 
     def build(self, input_shape):
         shape = list(input_shape)
@@ -101,7 +103,8 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
             raise ValueError(f"Argument `shift` must be 'down' or 'down_right'. Received: shift={shift!r}")
         self.filters, self.shift = filters, shift
         kernel = (2, 3) if shift == "down" else (2, 2)
-        self.conv = keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="valid", name="deconv")
+        with policy_scope(self.dtype_policy):
+            self.conv = keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="valid", name="deconv")
 
     def build(self, input_shape):
         self.conv.build(input_shape)
@@ -132,13 +135,14 @@ class GatedResnet(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters, self.shift, self.dropout, self.seed, self.has_skip = filters, shift, dropout, seed, has_skip
         kernel = (2, 3) if shift == "down" else (2, 2)
-        self.conv_in = ShiftedConv2D(filters, kernel, shift, name="conv_in")
-        self.skip_projection = keras.layers.Dense(filters, name="skip_projection") if has_skip else None
-        self.drop = SeededDropout(dropout, seed=seed, name="dropout")
         # The gate starts near zero (output std ~0.1 of its input's), so each block starts close to the identity.
         small = keras.initializers.VarianceScaling(0.01, mode="fan_in", distribution="truncated_normal")
-        self.conv_out = ShiftedConv2D(2 * filters, kernel, shift, kernel_initializer=small, name="conv_out")
-        self.condition_projection = keras.layers.Dense(2 * filters, kernel_initializer=small, name="condition")
+        with policy_scope(self.dtype_policy):
+            self.conv_in = ShiftedConv2D(filters, kernel, shift, name="conv_in")
+            self.skip_projection = keras.layers.Dense(filters, name="skip_projection") if has_skip else None
+            self.drop = SeededDropout(dropout, seed=seed, name="dropout")
+            self.conv_out = ShiftedConv2D(2 * filters, kernel, shift, kernel_initializer=small, name="conv_out")
+            self.condition_projection = keras.layers.Dense(2 * filters, kernel_initializer=small, name="condition")
 
     def call(self, x, skip=None, condition=None, training=None):
         hidden = self.conv_in(concat_elu(x))
@@ -183,21 +187,22 @@ class ConditionalPixelCNN(keras.layers.Layer):
         up_count, down_count = r * s, r * s + (s - 1)
         seeds = iter(derived_seeds(self.seed, 2 * (up_count + down_count)))
         block = lambda shift, has_skip, name: GatedResnet(f, shift, self.dropout, next(seeds), has_skip, name=name)
-
-        self.first_rows = ShiftedConv2D(f, (2, 3), "down", name="first_rows")
-        self.first_row_left = ShiftedConv2D(f, (1, 3), "down", name="first_row_left")
-        self.first_column_left = ShiftedConv2D(f, (2, 1), "down_right", name="first_column_left")
-        self.up_u = [block("down", False, f"up_u_{i}") for i in range(up_count)]
-        self.up_ul = [block("down_right", True, f"up_ul_{i}") for i in range(up_count)]
-        self.downsample_u = [ShiftedConv2D(f, (2, 3), "down", strides=2, name=f"downsample_u_{i}")
-                             for i in range(s - 1)]
-        self.downsample_ul = [ShiftedConv2D(f, (2, 2), "down_right", strides=2, name=f"downsample_ul_{i}")
-                              for i in range(s - 1)]
-        self.down_u = [block("down", True, f"down_u_{i}") for i in range(down_count)]
-        self.down_ul = [block("down_right", True, f"down_ul_{i}") for i in range(down_count)]
-        self.upsample_u = [ShiftedConv2DTranspose(f, "down", name=f"upsample_u_{i}") for i in range(s - 1)]
-        self.upsample_ul = [ShiftedConv2DTranspose(f, "down_right", name=f"upsample_ul_{i}") for i in range(s - 1)]
-        self.output_head = keras.layers.Dense(self.output_dim, name="output_head")
+        with policy_scope(self.dtype_policy):  # the whole network computes in this layer's dtype policy
+            self.first_rows = ShiftedConv2D(f, (2, 3), "down", name="first_rows")
+            self.first_row_left = ShiftedConv2D(f, (1, 3), "down", name="first_row_left")
+            self.first_column_left = ShiftedConv2D(f, (2, 1), "down_right", name="first_column_left")
+            self.up_u = [block("down", False, f"up_u_{i}") for i in range(up_count)]
+            self.up_ul = [block("down_right", True, f"up_ul_{i}") for i in range(up_count)]
+            self.downsample_u = [ShiftedConv2D(f, (2, 3), "down", strides=2, name=f"downsample_u_{i}")
+                                 for i in range(s - 1)]
+            self.downsample_ul = [ShiftedConv2D(f, (2, 2), "down_right", strides=2, name=f"downsample_ul_{i}")
+                                  for i in range(s - 1)]
+            self.down_u = [block("down", True, f"down_u_{i}") for i in range(down_count)]
+            self.down_ul = [block("down_right", True, f"down_ul_{i}") for i in range(down_count)]
+            self.upsample_u = [ShiftedConv2DTranspose(f, "down", name=f"upsample_u_{i}") for i in range(s - 1)]
+            self.upsample_ul = [ShiftedConv2DTranspose(f, "down_right", name=f"upsample_ul_{i}") for i in range(s - 1)]
+        # v is float32 whatever the policy: it goes through the bottleneck into the likelihood's parameters.
+        self.output_head = keras.layers.Dense(self.output_dim, dtype="float32", name="output_head")
 
     def call(self, inputs, training=None):
         x, condition = inputs

@@ -69,7 +69,10 @@ class IncrementalPixelCNN:
         if not isinstance(network, ConditionalPixelCNN):
             raise TypeError(f"`network` must be a ConditionalPixelCNN. Received {type(network).__name__}.")
         self.net = net = network
-        self.condition = condition
+        # Caches hold activations in the network's compute dtype (bfloat16/float16 under a mixed policy), and the
+        # condition is cast before pooling, as the network's own call does.
+        self.dtype = net.compute_dtype
+        self.condition = condition = tf.cast(condition, self.dtype)
         self.batch = tf.shape(condition)[0]
         self.size = int(condition.shape[1])
         self.f, self.r, self.s = net.filters, net.resnets_per_stage, net.stages
@@ -101,7 +104,7 @@ class IncrementalPixelCNN:
     def initial_state(self):
         """Zero caches (the zero padding above the image and left of it) and an empty image."""
         b, f = self.batch, self.f
-        zeros = lambda *shape: tf.zeros([b, *shape], tf.float32)  # noqa: E731
+        zeros = lambda *shape: tf.zeros([b, *shape], self.dtype)  # noqa: E731
         state = {"x": zeros(self.size + 1, self.size + 2, 4)}  # the network input, padded: top 1, sides 1
         for stage in range(self.s):
             w = self.width(stage)
@@ -122,7 +125,7 @@ class IncrementalPixelCNN:
 
     def set_pixel(self, state, row, col, rescaled):
         """Writes the drawn pixel ``rescaled [B, 3]`` (in [-1, 1]) into the network input."""
-        value = tf.concat([rescaled, tf.ones([self.batch, 1])], axis=-1)
+        value = tf.concat([tf.cast(rescaled, self.dtype), tf.ones([self.batch, 1], self.dtype)], axis=-1)
         return {**state, "x": write_pixel(state["x"], row + 1, col + 1, value)}
 
     # ------------------------------------------------------------------ row mode: the u stream

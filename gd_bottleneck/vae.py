@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from gd_bottleneck.config import ModelConfig
+from gd_bottleneck.precision import policy_scope
 
 
 def blocks_per_resolution(num_blocks, num_resolutions):
@@ -33,9 +34,10 @@ class BottleneckBlock(keras.layers.Layer):
     def __init__(self, channels, bottleneck_channels, **kwargs):
         super().__init__(**kwargs)
         self.channels, self.bottleneck_channels = channels, bottleneck_channels
-        self.reduce = keras.layers.Conv2D(bottleneck_channels, 1, name="reduce")
-        self.spatial = keras.layers.Conv2D(bottleneck_channels, 3, padding="same", name="spatial")
-        self.expand = keras.layers.Conv2D(channels, 1, kernel_initializer="zeros", name="expand")
+        with policy_scope(self.dtype_policy):
+            self.reduce = keras.layers.Conv2D(bottleneck_channels, 1, name="reduce")
+            self.spatial = keras.layers.Conv2D(bottleneck_channels, 3, padding="same", name="spatial")
+            self.expand = keras.layers.Conv2D(channels, 1, kernel_initializer="zeros", name="expand")
 
     def call(self, x):
         hidden = self.spatial(tf.nn.elu(self.reduce(tf.nn.elu(x))))
@@ -46,16 +48,21 @@ class BottleneckBlock(keras.layers.Layer):
 
 
 class _ResNet(keras.layers.Layer):
-    """Shared by Encoder and Decoder: the config round trip and the flat list of blocks per resolution level."""
+    """Shared by Encoder and Decoder: the config round trip and the flat list of blocks per resolution level.
+
+    The network computes in the layer's dtype policy (``dtype``, see gd_bottleneck/precision.py); the layers that
+    produce distribution parameters (the posterior head, u) are float32.
+    """
 
     def __init__(self, config, fine_to_coarse, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         counts = blocks_per_resolution(config.resnet_blocks, config.vae_downsamplings + 1)
         self.blocks_per_level = counts if fine_to_coarse else counts[::-1]
-        self.blocks = [BottleneckBlock(config.resnet_channels, config.resnet_bottleneck_channels, name=f"block_{i}")
-                       for i in range(sum(counts))]
-        self.stem = keras.layers.Conv2D(config.resnet_channels, 3, padding="same", name="stem")
+        with policy_scope(self.dtype_policy):
+            self.blocks = [BottleneckBlock(config.resnet_channels, config.resnet_bottleneck_channels,
+                                           name=f"block_{i}") for i in range(sum(counts))]
+            self.stem = keras.layers.Conv2D(config.resnet_channels, 3, padding="same", name="stem")
 
     def run_levels(self, h, resample):
         """Runs the blocks level by level, applying ``resample[level - 1]`` before every level but the first."""
@@ -84,9 +91,10 @@ class Encoder(_ResNet):
 
     def __init__(self, config, **kwargs):
         super().__init__(config, fine_to_coarse=True, **kwargs)
-        self.downsample = [keras.layers.Conv2D(config.resnet_channels, 3, strides=2, padding="same",
-                                               name=f"downsample_{i}") for i in range(config.vae_downsamplings)]
-        self.posterior = keras.layers.Conv2D(2 * config.latent_channels, 1, name="posterior")
+        with policy_scope(self.dtype_policy):
+            self.downsample = [keras.layers.Conv2D(config.resnet_channels, 3, strides=2, padding="same",
+                                                   name=f"downsample_{i}") for i in range(config.vae_downsamplings)]
+        self.posterior = keras.layers.Conv2D(2 * config.latent_channels, 1, dtype="float32", name="posterior")
 
     def call(self, x):
         h = self.run_levels(self.stem(x), self.downsample)
@@ -100,9 +108,12 @@ class Decoder(_ResNet):
 
     def __init__(self, config, **kwargs):
         super().__init__(config, fine_to_coarse=False, **kwargs)
-        self.upsample = [keras.layers.Conv2DTranspose(config.resnet_channels, 4, strides=2, padding="same",
-                                                      name=f"upsample_{i}") for i in range(config.vae_downsamplings)]
-        self.output_projection = keras.layers.Conv2D(config.decoder_output_channels, 1, name="output")
+        with policy_scope(self.dtype_policy):
+            self.upsample = [keras.layers.Conv2DTranspose(config.resnet_channels, 4, strides=2, padding="same",
+                                                          name=f"upsample_{i}")
+                             for i in range(config.vae_downsamplings)]
+        self.output_projection = keras.layers.Conv2D(config.decoder_output_channels, 1, dtype="float32",
+                                                     name="output")
 
     def call(self, z):
         h = self.run_levels(self.stem(z), self.upsample)

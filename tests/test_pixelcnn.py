@@ -18,8 +18,7 @@ def test_shifts_move_by_one_and_fill_with_zeros():
 @pytest.mark.parametrize("shift, kernel, strides", [("down", (2, 3), 1), ("down_right", (2, 2), 1),
                                                      ("down", (2, 3), 2), ("down_right", (2, 2), 2)])
 def test_shifted_convolution_equals_the_valid_convolution_of_the_padded_input_bit_for_bit(shift, kernel, strides):
-    """The layer lets the convolution pad (faster); the cached sampler pads windows itself and calls ``layer.conv``:
-    both must give the same numbers."""
+    """The cached sampler pads its windows itself and calls ``layer.conv``: it must get the layer's numbers."""
     layer = ShiftedConv2D(16, kernel, shift, strides=strides)
     x = tf.random.normal([2, 8, 8, 12], seed=3)
     output = layer(x)
@@ -46,14 +45,15 @@ def test_strided_and_transposed_convolutions_halve_and_double():
     assert ShiftedConv2DTranspose(5, "down_right")(x).shape == (2, 16, 16, 5)
 
 
-def make_network(stages=3, resnets=1, dropout=0.5):
+def make_network(stages=3, resnets=1, dropout=0.5, dtype=None):
     return ConditionalPixelCNN(filters=8, resnets_per_stage=resnets, stages=stages, dropout=dropout, output_dim=10,
-                               seed=4)
+                               seed=4, dtype=dtype)
 
 
-@pytest.mark.parametrize("stages, resnets", [(1, 2), (2, 1), (3, 1)])
-def test_network_is_causal_and_sees_its_neighbours(stages, resnets):
-    network, condition = make_network(stages, resnets), tf.random.normal([1, 8, 8, 6], seed=3)
+@pytest.mark.parametrize("stages, resnets, dtype", [(1, 2, None), (2, 1, None), (3, 1, None),
+                                                    (3, 1, "mixed_bfloat16")])
+def test_network_is_causal_and_sees_its_neighbours(stages, resnets, dtype):
+    network, condition = make_network(stages, resnets, dtype=dtype), tf.random.normal([1, 8, 8, 6], seed=3)
     deps = pixel_dependencies(lambda x: network([x, tf.repeat(condition, x.shape[0], 0)], training=False),
                               tf.random.uniform([1, 8, 8, 3], -1.0, 1.0, seed=5))
     before = strictly_before(8, 8)

@@ -181,12 +181,19 @@ def test_gd_flags_trains_on_cifar10_offline_with_a_step_cap(tmp_path, monkeypatc
     with flagsaver.flagsaver():
         flags.FLAGS(["cifar", "--flagfile=gd.flags", f"--model_dir={tmp_path}", *TINY_FLAGS,
                      "--batch_size=4", "--steps_per_epoch=2", "--epochs=1", "--strategy=default",
-                     "--image_summaries=0", "--progress=lines", "--noexport"])
+                     "--image_summaries=0", "--progress=lines", "--noexport", "--precision=mixed_bfloat16"])
         config = cifar.run_config_from_flags()
     with tfds.testing.mock_data(num_examples=8):
         results = train(config, write=lambda text, flush=False: None)
     assert results["steps"] == 2 and results["config"]["dataset"] == "cifar10" and results["test_images"] == 8
     assert np.isfinite(results["test_elbo_bpd"]) and results["config"]["dropout_rate"] == 0.15
+    assert results["config"]["model_overrides"]["precision"] == "mixed_bfloat16"
+
+
+def test_an_unknown_precision_flag_is_refused_with_the_choices():
+    from trainers import cifar  # noqa: F401  (defines the flags)
+    with flagsaver.flagsaver(), pytest.raises(flags.IllegalFlagValueError, match="mixed_bfloat16"):
+        flags.FLAGS(["cifar", "--precision=float16"])
 
 
 def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(runs):

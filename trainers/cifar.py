@@ -14,6 +14,7 @@ import sys
 from absl import app, flags, logging
 
 from gd_bottleneck.config import ModelConfig
+from gd_bottleneck.precision import PRECISIONS
 from gd_bottleneck.training import RunConfig, TrainingDiverged, TrainingInterrupted, train
 from gd_bottleneck.training.run_config import LR_SCHEDULES, STRATEGIES
 
@@ -58,8 +59,12 @@ flags.DEFINE_enum("progress", "auto", ["auto", "bar", "lines"], "Keras progress 
 flags.DEFINE_integer("image_summaries", 8, "Images per TensorBoard grid of samples/reconstructions; 0 disables.")
 flags.DEFINE_bool("deterministic", False, "Enable TF op determinism (bitwise-reproducible runs, slower).")
 for _field in MODEL_FIELDS:
-    (flags.DEFINE_float if _field.type is float else flags.DEFINE_integer)(
-        _field.name, None, f"Override the preset's ModelConfig.{_field.name}.")
+    if _field.name == "precision":
+        flags.DEFINE_enum("precision", None, list(PRECISIONS), "Compute dtype of the networks (the likelihood stays "
+                          "float32): mixed_bfloat16 for AMX CPUs, TPUs and recent GPUs, mixed_float16 for GPUs.")
+    else:
+        (flags.DEFINE_float if _field.type is float else flags.DEFINE_integer)(
+            _field.name, None, f"Override the preset's ModelConfig.{_field.name}.")
 
 
 def run_settings_from_flags():

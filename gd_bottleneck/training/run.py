@@ -118,6 +118,7 @@ def train(config, write=print):
         optimizer = keras.optimizers.Adam(learning_rate_schedule(config, schedule_steps), beta_1=config.adam_beta1,
                                           beta_2=config.adam_beta2, epsilon=config.adam_epsilon)
         model.compile(optimizer=optimizer)
+        optimizer = model.optimizer  # a LossScaleOptimizer around Adam with precision="mixed_float16"
         optimizer.build(model.trainable_variables)
         checkpoint = checkpoints.training_checkpoint(model, optimizer)
         manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(config, chief),
