@@ -2,6 +2,7 @@
 
     python -m benchmarks.hybrid_training                       # small() and paper() at 32x32
     python -m benchmarks.hybrid_training --presets=small --image_size=16 --steps=20
+    python -m benchmarks.hybrid_training --precision=mixed_bfloat16       # 16-bit networks (ModelConfig.precision)
 
 Each preset: build, compile (Adam), warm up (tracing and the first steps are excluded), then time ``--steps``
 training steps with ``model.fit`` and as many evaluation steps with ``model.evaluate`` on synthetic uint8 images.
@@ -18,12 +19,14 @@ import numpy as np
 
 from gd_bottleneck import HybridVAE
 from gd_bottleneck.config import PRESETS
+from gd_bottleneck.precision import PRECISIONS
 
 DEFAULT_BATCH = {"small": 16, "paper": 4}
 
 
-def measure(preset, image_size, batch_size, steps, warmup):
-    model = HybridVAE(PRESETS[preset](image_size), bottleneck="gaussian_dropout", dropout_rate=0.15, seed=0)
+def measure(preset, image_size, batch_size, steps, warmup, precision="float32"):
+    config = PRESETS[preset](image_size).replace(precision=precision)
+    model = HybridVAE(config, bottleneck="gaussian_dropout", dropout_rate=0.15, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-4))
     images = np.random.default_rng(0).integers(0, 256, size=(batch_size * steps, image_size, image_size, 3),
                                                dtype=np.uint8)
@@ -37,7 +40,8 @@ def measure(preset, image_size, batch_size, steps, warmup):
     start = time.perf_counter()
     model.evaluate(images, batch_size=batch_size, verbose=0)
     eval_seconds = time.perf_counter() - start
-    return {"preset": preset, "image_size": image_size, "batch_size": batch_size, "steps": steps,
+    return {"preset": preset, "precision": precision, "image_size": image_size, "batch_size": batch_size,
+            "steps": steps,
             "parameters": model.count_params(),
             "train_images_per_s": round(batch_size * steps / train_seconds, 3),
             "eval_images_per_s": round(batch_size * steps / eval_seconds, 3),
@@ -52,12 +56,14 @@ def main():
     parser.add_argument("--batch_size", type=int, default=None, help="default: small 16, paper 4")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps, including tracing")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="the networks' dtype policy")
     args = parser.parse_args()
     for preset in args.presets.split(","):
         if preset not in PRESETS:
             parser.error(f"--presets: unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         batch = args.batch_size or DEFAULT_BATCH[preset]
-        print(json.dumps(measure(preset, args.image_size, batch, args.steps, args.warmup)), flush=True)
+        print(json.dumps(measure(preset, args.image_size, batch, args.steps, args.warmup, args.precision)),
+              flush=True)
 
 
 if __name__ == "__main__":

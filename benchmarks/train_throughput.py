@@ -2,6 +2,7 @@
 
     python -m benchmarks.train_throughput            # the paper's PixelCNN++ (160 filters, 5 x 3), the hybrid presets
     python -m benchmarks.train_throughput --quick    # a small architecture, one JSON line (about a minute)
+    python -m benchmarks.train_throughput --bf16     # also our step with bfloat16 networks (ModelConfig.precision)
 
 Both models are the same architecture: ``filters`` channels in both streams, ``resnets`` gated resnets per stage,
 ``stages`` resolutions, binary dropout, a mixture of ``components`` discretized logistics with conditional colour
@@ -14,7 +15,10 @@ process (so peak RSS is its own), warms up (tracing, first steps), then times ``
 
 FLOP utilisation: the floating-point operations of our step (forward + backward, counted by TensorFlow's graph
 profiler: convolutions, their gradients, matmuls) divided by its time, against the machine's peak measured in the
-same run: the best of a large float32 matmul and of the model's own dominant convolution shape.
+same run: the best of a large float32 matmul and of the model's own dominant convolution shape. With ``--bf16`` our
+step also runs with the networks in ``mixed_bfloat16`` (float32 master weights, float32 likelihood); that figure is
+compared with the same float32 reference and, for utilisation, with the bfloat16 peak of that convolution shape
+(oneDNN uses AMX where the CPU has it). TFP's PixelCNN has no mixed-precision switch of its own.
 """
 
 import argparse
@@ -61,7 +65,7 @@ def _images(arch, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (arch["batch_size"], size, size, 3), dtype=np.uint8)
 
 
-def ours_step(arch, jit_compile):
+def ours_step(arch, jit_compile, precision="float32"):
     """Our ConditionalPixelCNN + DiscretizedLogisticMixture: ``(train_step, loss_and_gradients, model)``."""
     import keras
     import tensorflow as tf
@@ -70,7 +74,8 @@ def ours_step(arch, jit_compile):
     from gd_bottleneck.pixelcnn import ConditionalPixelCNN
 
     network = ConditionalPixelCNN(arch["filters"], arch["resnets"], arch["stages"], arch["dropout"],
-                                  DiscretizedLogisticMixture.num_params(arch["components"], 3), seed=0)
+                                  DiscretizedLogisticMixture.num_params(arch["components"], 3), seed=0,
+                                  dtype=precision)
     images = tf.constant(_images(arch).astype(np.float32))
     condition = tf.zeros(images.shape[:3] + (1,))
     network((tf.zeros(images.shape), condition))
@@ -129,7 +134,8 @@ def step_flops(loss_and_gradients):
 
 
 def peak_gflops(arch, seconds=3.0):
-    """The machine's float32 peak here: max of a 2048^2 matmul and the model's own 2x3 convolution F -> 2F."""
+    """The machine's peak here: a float32 2048^2 matmul, and the model's own 2x3 convolution 2F -> 2F (the gated
+    resnets' output convolution, the largest) in float32 and in bfloat16."""
     import tensorflow as tf
 
     def rate(op, flops):
@@ -143,11 +149,13 @@ def peak_gflops(arch, seconds=3.0):
     a = tf.random.normal([2048, 2048])
     matmul = tf.function(lambda: tf.matmul(a, a))
     f, size, batch = arch["filters"], arch["image_size"], arch["batch_size"]
-    x = tf.random.normal([batch, size + 1, size + 2, f])
-    kernel = tf.random.normal([2, 3, f, 2 * f])
-    conv = tf.function(lambda: tf.nn.conv2d(x, kernel, 1, "VALID"))
-    return {"matmul_gflops": rate(matmul, 2 * 2048 ** 3),
-            "conv_gflops": rate(conv, 2 * batch * size * size * 6 * f * 2 * f)}
+    peaks = {"matmul_gflops": rate(matmul, 2 * 2048 ** 3)}
+    for name, dtype in (("conv_gflops", tf.float32), ("conv_bf16_gflops", tf.bfloat16)):
+        x = tf.cast(tf.random.normal([batch, size + 1, size + 2, 2 * f]), dtype)
+        kernel = tf.cast(tf.random.normal([2, 3, 2 * f, 2 * f]), dtype)
+        conv = tf.function(lambda: tf.nn.conv2d(x, kernel, 1, "VALID"))
+        peaks[name] = rate(conv, 2 * batch * size * size * 6 * 2 * f * 2 * f)
+    return peaks
 
 
 def measure(kind, arch, steps, repeats, warmup):
@@ -155,8 +163,9 @@ def measure(kind, arch, steps, repeats, warmup):
     batch = arch["batch_size"]
     if kind == "peak":
         return peak_gflops(arch)
-    if kind in ("ours", "ours_xla"):
-        step, loss_and_gradients, network = ours_step(arch, jit_compile=kind == "ours_xla")
+    if kind in ("ours", "ours_xla", "ours_bf16"):
+        precision = "mixed_bfloat16" if kind == "ours_bf16" else "float32"
+        step, loss_and_gradients, network = ours_step(arch, jit_compile=kind == "ours_xla", precision=precision)
         seconds = _time_steps(step, steps, repeats, warmup)
         result = {"images_per_s": batch * steps / seconds, "parameters": int(network.count_params())}
         if kind == "ours":
@@ -168,8 +177,9 @@ def measure(kind, arch, steps, repeats, warmup):
     if kind.startswith("hybrid_"):
         from benchmarks import hybrid_training
 
-        preset = kind[len("hybrid_"):]
-        return hybrid_training.measure(preset, 32, hybrid_training.DEFAULT_BATCH[preset], steps, warmup)
+        preset, _, precision = kind[len("hybrid_"):].partition(":")
+        return hybrid_training.measure(preset, 32, hybrid_training.DEFAULT_BATCH[preset], steps, warmup,
+                                       precision or "float32")
     raise ValueError(f"unknown measurement {kind!r}")
 
 
@@ -193,6 +203,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timings per measurement (the median is kept)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (tracing included)")
     parser.add_argument("--xla", action="store_true", help="also time our step compiled with XLA")
+    parser.add_argument("--bf16", action="store_true", help="also time our step with mixed_bfloat16 networks")
     parser.add_argument("--hybrid", default="small,paper", help="hybrid presets to time ('' for none)")
     parser.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -226,9 +237,19 @@ def main():
     if args.xla:
         xla = run_isolated("ours_xla", arch_name, steps, args.repeats, args.warmup)
         summary["ours_xla_images_per_s"] = round(xla["images_per_s"], 3)
+    if args.bf16:
+        bf16 = run_isolated("ours_bf16", arch_name, steps, args.repeats, args.warmup)
+        bf16_gflops = ours["gflop_per_step"] * bf16["images_per_s"] / arch["batch_size"]
+        summary.update(ours_bf16_images_per_s=round(bf16["images_per_s"], 3),
+                       ratio_bf16=round(bf16["images_per_s"] / reference["images_per_s"], 3),
+                       peak_conv_bf16_gflops=round(peak["conv_bf16_gflops"], 2), ours_bf16_gflops=round(bf16_gflops, 2),
+                       flop_utilisation_bf16=round(bf16_gflops / peak["conv_bf16_gflops"], 3),
+                       ours_bf16_peak_rss_mib=bf16["peak_rss_mib"])
     print(json.dumps(summary), flush=True)
     for preset in [name for name in args.hybrid.split(",") if name]:
-        print(json.dumps({"hybrid": preset, **run_isolated(f"hybrid_{preset}", arch_name, steps, 1, 2)}), flush=True)
+        for precision in ("float32", "mixed_bfloat16") if args.bf16 else ("float32",):
+            result = run_isolated(f"hybrid_{preset}:{precision}", arch_name, steps, 1, 2)
+            print(json.dumps({"hybrid": preset, **result}), flush=True)
 
 
 if __name__ == "__main__":
