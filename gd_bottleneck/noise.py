@@ -110,7 +110,9 @@ class SeededDropout(SeededNoiseLayer):
     def call(self, x, training=None):
         if not training or self.rate == 0.0:
             return x
-        keep = tf.cast(self.uniform(x) >= self.rate, x.dtype)
+        # Uniforms in float32 whatever x's dtype: bfloat16 uniforms come in steps of 1/128, which would turn a rate
+        # of 0.15 into 0.156. For float32 inputs this is the same draw as before.
+        keep = tf.cast(self.uniform(x, dtype=tf.float32) >= self.rate, x.dtype)
         return x * keep / (1.0 - self.rate)
 
     def get_config(self):
