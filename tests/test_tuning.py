@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import keras_tuner as kt
 import numpy as np
@@ -148,17 +149,21 @@ def test_objectives_scores_and_the_constrained_choice():
 
 def test_grid_search_enumerates_each_conditional_setting_once(tmp_path, monkeypatch):
     search_tuner, fake = search(tmp_path, monkeypatch, bottleneck="gaussian_dropout,variational,none",
-                                dropout_rate="0.1,0.5", beta="0.2", seed="0,1")
+                                dropout_rate="0.1,0.5", beta="0.2,0.4", seed="0,1")
     settings = sorted((c.bottleneck, c.dropout_rate, c.beta, c.seed) for c in fake.configs)
     expected = sorted([("gaussian_dropout", rate, None, seed) for rate in (0.1, 0.5) for seed in (0, 1)]
-                      + [("variational", None, 0.2, seed) for seed in (0, 1)] + [("none", None, None, 0),
-                                                                                 ("none", None, None, 1)])
+                      + [("variational", None, beta, seed) for beta in (0.2, 0.4) for seed in (0, 1)]
+                      + [("none", None, None, 0), ("none", None, None, 1)])
     assert settings == expected
     best = search_tuner.oracle.get_best_trials(1)[0]
     assert best.hyperparameters.values == {"bottleneck": "none", "seed": 0} and best.score == pytest.approx(5.0)
     for config in fake.configs:  # every trial is a normal run folder inside the search directory
         assert os.path.exists(os.path.join(config.model_dir, "results.json"))
         assert config.model_dir.startswith(str(tmp_path / "p" / "trial_"))
+    # The report lists only the settings that apply (the grid oracle carries stale values of inactive ones along).
+    applies = {"gaussian_dropout": {"dropout_rate"}, "variational": {"beta"}, "none": set()}
+    for row in tuner.trial_rows(search_tuner):
+        assert {"dropout_rate", "beta"} & set(row) == applies[row["bottleneck"]], row
 
 
 @pytest.mark.parametrize("kind", ["random", "bayesian"])
@@ -324,3 +329,18 @@ def test_distributed_search_chief_and_two_workers_run_every_trial_once(tmp_path,
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert len(rows) == 3 and all(-10.0 < float(row["mean_r2"]) <= 1.0 for row in rows)
     assert {"hue", "stripe_angle", "num_objects", "largest_size"} <= set(rows[0])
+
+
+def test_trial_rows_leave_out_settings_whose_condition_does_not_hold():
+    # As a distributed grid search hands them out: a variational trial still carrying a gaussian_dropout rate.
+    hp = kt.HyperParameters()
+    hp.Choice("bottleneck", ["gaussian_dropout", "variational"])
+    with hp.conditional_scope("bottleneck", ["gaussian_dropout"]):
+        hp.Choice("dropout_rate", [0.1, 0.5])
+    with hp.conditional_scope("bottleneck", ["variational"]):
+        hp.Choice("beta", [0.1, 0.3])
+    hp.values.update(bottleneck="variational", dropout_rate=0.1, beta=0.3)
+    trial = kt.engine.trial.Trial(hp, trial_id="007", status="COMPLETED")
+    fake_tuner = types.SimpleNamespace(oracle=types.SimpleNamespace(trials={"007": trial}))
+    assert tuner.trial_rows(fake_tuner) == [{"trial": "007", "status": "COMPLETED", "bottleneck": "variational",
+                                             "beta": 0.3}]

@@ -66,7 +66,7 @@ class TrainerTuner(kt.engine.base_tuner.BaseTuner):
     def run_trial(self, trial, *args, **kwargs):
         config = self.trial_run_config(trial)
         self._continue_parent(trial, config.model_dir)
-        values = {name: value for name, value in trial.hyperparameters.values.items()
+        values = {name: value for name, value in active_values(trial.hyperparameters).items()
                   if not name.startswith("tuner/")}
         self.write(f"Trial {trial.trial_id}: {values}", flush=True)
         try:
@@ -122,11 +122,17 @@ def make_oracle(tuner, objective, max_trials, seed, max_epochs=None, factor=3, m
     raise ValueError(f"Argument `tuner` must be one of {list(TUNERS)}. Received: tuner={tuner!r}")
 
 
+def active_values(hp):
+    """The values of ``hp`` that apply to its trial: KerasTuner also keeps values of conditional settings whose
+    condition does not hold (a variational trial still has a ``dropout_rate``), which would misreport the trial."""
+    return {name: value for name, value in hp.values.items() if hp.is_active(name)}
+
+
 def trial_rows(tuner):
     """One dict per trial, in trial order: id, status, hyper-parameters, scores, and the failure message if any."""
     rows = []
     for trial_id, trial in sorted(tuner.oracle.trials.items()):
-        row = {"trial": trial_id, "status": trial.status, **trial.hyperparameters.values}
+        row = {"trial": trial_id, "status": trial.status, **active_values(trial.hyperparameters)}
         for name, observation in trial.metrics.metrics.items():
             row[name] = observation.get_last_value()
         if trial.status in ("FAILED", "INVALID"):
