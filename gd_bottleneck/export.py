@@ -44,6 +44,23 @@ def _check_count(count, name):
     return tf.debugging.Assert(valid, [f"`{name}` must be in [1, {MAX_IMAGES_PER_REQUEST}]. Received:", count])
 
 
+def _checked_images(images, size):
+    """``images`` once their batch size is in [1, MAX_IMAGES_PER_REQUEST] and their shape is ``[n, size, size, 3]``.
+
+    The input signature alone is not enough: when a call does not match it, TensorFlow falls back to calling the
+    graph with the tensor as given, and a wrongly sized batch then fails wherever a kernel first trips over it
+    (measured: an oneDNN "could not create a primitive descriptor" AbortedError in the decoder). These checks run
+    before anything reads the images and fail with INVALID_ARGUMENT and a message that names the problem.
+    """
+    shape = tf.shape(images)
+    right_size = tf.reduce_all(tf.equal(shape[1:], [size, size, 3]))
+    checks = [_check_count(shape[0], "images.shape[0]"),
+              tf.debugging.Assert(right_size, [f"`images` must have shape [n, {size}, {size}, 3] (this model's image "
+                                               "size). Received shape:", shape])]
+    with tf.control_dependencies(checks):
+        return tf.identity(images)
+
+
 def _endpoints(model):
     """The signature functions, ``sample`` first (``write_out`` aliases the first endpoint as serving_default)."""
     size = model.config.image_size
@@ -58,18 +75,17 @@ def _endpoints(model):
 
     @tf.function(input_signature=[images_spec, seed_spec])
     def reconstruct(images, seed):
-        with tf.control_dependencies([_check_count(tf.shape(images)[0], "images.shape[0]")]):
-            z = sampling.posterior_latents(model, images, seed)
+        z = sampling.posterior_latents(model, _checked_images(images, size), seed)
         return {"images": sampling.cached_samples(model, z, seed)}
 
     @tf.function(input_signature=[images_spec])
     def encode(images):
-        mean, stddev = model.encode(images)
+        mean, stddev = model.encode(_checked_images(images, size))
         return {"latent_mean": mean, "latent_stddev": stddev}
 
     @tf.function(input_signature=[images_spec])
     def elbo(images):
-        figures = model.elbo(images)
+        figures = model.elbo(_checked_images(images, size))
         return {"elbo_bpd": figures["elbo_bpd"], "kl_bpd": figures["kl_bpd"]}
 
     return {"sample": sample, "reconstruct": reconstruct, "encode": encode, "elbo": elbo}

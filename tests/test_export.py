@@ -142,9 +142,13 @@ def test_bad_sample_counts_are_rejected_with_a_clear_message(loaded, count):
 def test_bad_images_and_seeds_are_rejected(loaded):
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"images.shape\[0\]` must be in \[1, 256\]"):
         loaded.signatures["reconstruct"](images=tf.zeros([0, 8, 8, 3], tf.uint8), seed=tf.constant(SEED))
-    for bad in ({"images": tf.zeros([1, 16, 16, 3], tf.uint8)}, {"images": tf.zeros([1, 8, 8, 3], tf.float32)}):
-        with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
-            loaded.signatures["elbo"](**bad)
+    for name in ("elbo", "encode"):  # a wrong size must not reach the network (it used to fail deep inside oneDNN)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"`images` must have shape \[n, 8, 8, 3\]"):
+            loaded.signatures[name](images=tf.zeros([1, 16, 16, 3], tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images.shape\[0\]` must be in \[1, 256\]"):
+        loaded.signatures["elbo"](images=tf.zeros([0, 8, 8, 3], tf.uint8))
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+        loaded.signatures["elbo"](images=tf.zeros([1, 8, 8, 3], tf.float32))
     with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
         loaded.signatures["sample"](num_samples=tf.constant(1), seed=tf.constant([1, 2, 3]))
 

@@ -265,6 +265,10 @@ def test_frontier_aggregates_seeds_and_compares_vb_with_the_gd_curve(tmp_path, c
     # GD curve through (0, 3.0) and (0.12, 4.1): at KL 0.06 its ELBO is 3.55, so VB's 3.9 is 0.35 worse
     assert comparison["gd_elbo_bpd_at_kl"] == pytest.approx(3.55) and comparison["gap_bpd"] == pytest.approx(0.35)
     assert math.isnan(frontier.curve_at(rows[:2], 0.5))
+    dominated_by = {row["setting"]: row["dominated_by"] for row in frontier.dominance(rows)}
+    # means (KL, ELBO): GD 0.1 (0, 3.0), GD 0.5 (0.12, 4.1), VB 0.3 (0.06, 3.9), none (0, 2.9), aux 1 (0.01, 3.1)
+    assert dominated_by == {"gaussian_dropout 0.1": "none", "gaussian_dropout 0.5": "-",
+                            "variational 0.3": "-", "none": "-", "auxiliary_decoder 1": "-"}
     assert frontier.main([str(tmp_path), "--out", str(tmp_path / "f.png"), "--csv", str(tmp_path / "t.csv")]) == 0
     assert open(tmp_path / "f.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     lines = open(tmp_path / "t.csv").read().splitlines()

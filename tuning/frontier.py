@@ -97,6 +97,23 @@ def compare(rows):
     return comparison
 
 
+def dominance(rows):
+    """For each setting, the settings of *other* kinds that dominate it on the seed means: at least its KL and at
+    most its ELBO, one of them strictly. The interpolated curve of :func:`compare` needs a monotone curve; this needs
+    none, and is what "one frontier dominates the other" means. Returns one dict per setting, in ``rows`` order."""
+    def label(row):
+        return row["kind"] if row["strength"] is None else f"{row['kind']} {row['strength']:g}"
+
+    def dominates(other, row):
+        kl, elbo = (other["kl_bpd_mean"], row["kl_bpd_mean"]), (other["elbo_bpd_mean"], row["elbo_bpd_mean"])
+        return kl[0] >= kl[1] and elbo[0] <= elbo[1] and (kl[0] > kl[1] or elbo[0] < elbo[1])
+
+    return [{"setting": label(row), "kl_bpd": row["kl_bpd_mean"], "elbo_bpd": row["elbo_bpd_mean"],
+             "dominated_by": ", ".join(label(other) for other in rows
+                                       if other["kind"] != row["kind"] and dominates(other, row)) or "-"}
+            for row in rows]
+
+
 def plot(rows, records, out, split="test"):
     """Figure 2's axes: seeds as small points, setting means with ±1 std bars, each kind's settings joined by KL."""
     import matplotlib
@@ -178,6 +195,9 @@ def main(argv=None):
         print("\nVB settings against the GD curve at the same KL (gap > 0: GD has the better ELBO; nan: outside "
               "GD's KL range)")
         print(format_table(comparison, list(comparison[0])))
+    print("\nDominance on the seed means (dominated_by: settings of another kind with at least this KL and at most "
+          "this ELBO)")
+    print(format_table(dominance(rows), ["setting", "kl_bpd", "elbo_bpd", "dominated_by"]))
     if args.csv:
         write_csv(rows, args.csv)
     if args.runs_csv:
