@@ -105,8 +105,10 @@ def dominance(rows):
         return row["kind"] if row["strength"] is None else f"{row['kind']} {row['strength']:g}"
 
     def dominates(other, row):
-        kl, elbo = (other["kl_bpd_mean"], row["kl_bpd_mean"]), (other["elbo_bpd_mean"], row["elbo_bpd_mean"])
-        return kl[0] >= kl[1] and elbo[0] <= elbo[1] and (kl[0] > kl[1] or elbo[0] < elbo[1])
+        at_least_kl = other["kl_bpd_mean"] >= row["kl_bpd_mean"]
+        at_most_elbo = other["elbo_bpd_mean"] <= row["elbo_bpd_mean"]
+        same = (other["kl_bpd_mean"], other["elbo_bpd_mean"]) == (row["kl_bpd_mean"], row["elbo_bpd_mean"])
+        return at_least_kl and at_most_elbo and not same
 
     return [{"setting": label(row), "kl_bpd": row["kl_bpd_mean"], "elbo_bpd": row["elbo_bpd_mean"],
              "dominated_by": ", ".join(label(other) for other in rows
