@@ -17,12 +17,14 @@ SavedModel is plain TensorFlow: it loads without this package. Requests with ``n
 
 import os
 import shutil
-import tempfile
+import socket
+import uuid
 
 import keras
 import tensorflow as tf
 
 from gd_bottleneck import sampling
+from gd_bottleneck.errors import ExportError
 
 MAX_IMAGES_PER_REQUEST = 256  # bounds a request's time and memory; split bigger ones
 
@@ -91,16 +93,63 @@ def _endpoints(model):
     return {"sample": sample, "reconstruct": reconstruct, "encode": encode, "elbo": elbo}
 
 
+STAGING_PREFIX = ".incomplete-"
+
+
+def _staging_name():
+    """``.incomplete-<host>-<pid>-<random>``: unique, and tells :func:`remove_abandoned_staging` whose it is."""
+    return f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_abandoned_staging(base_dir):
+    """Deletes the staging folders of exports on this host whose process is gone (killed mid-write); returns them.
+
+    Folders of live processes (a concurrent export) and of other hosts (a shared file system) are left alone.
+    """
+    removed = []
+    host = socket.gethostname()
+    for name in os.listdir(base_dir) if os.path.isdir(base_dir) else []:
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        owner, _, pid = name[len(STAGING_PREFIX):].rpartition("-")[0].rpartition("-")  # host may hold "-"
+        if owner == host and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(os.path.join(base_dir, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
 def export_saved_model(model, base_dir):
-    """Writes ``model`` as the next version under ``base_dir`` and returns the version's path."""
+    """Writes ``model`` as the next version under ``base_dir`` and returns the version's path.
+
+    The version folder gets the usual umask-based permissions (readable by a TF Serving process running as another
+    user when the umask allows it). A write that fails (a full disk, say) raises
+    :class:`~gd_bottleneck.errors.ExportError` and leaves no partial folder; existing versions are never touched.
+    """
     os.makedirs(base_dir, exist_ok=True)
+    remove_abandoned_staging(base_dir)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, function in _endpoints(model).items():
         archive.add_endpoint(name, function)
-    staging = tempfile.mkdtemp(dir=base_dir, prefix=".incomplete-")
+    staging = os.path.join(base_dir, _staging_name())
+    os.mkdir(staging)  # not tempfile.mkdtemp: its 0700 mode would survive the rename and hide the version
     try:
-        archive.write_out(staging, verbose=False)
+        try:
+            archive.write_out(staging, verbose=False)
+        except (OSError, tf.errors.OpError) as error:
+            raise ExportError(f"Could not write a SavedModel under {base_dir} ({type(error).__name__}: "
+                              f"{str(error).strip().splitlines()[-1][:200]}); is the disk full? Existing versions "
+                              f"{existing_versions(base_dir)} are untouched.") from error
         while True:
             claimed = existing_versions(base_dir) + _claimed_versions(base_dir)
             version = max(claimed, default=0) + 1

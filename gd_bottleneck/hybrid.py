@@ -27,6 +27,7 @@ from gd_bottleneck.config import ModelConfig
 from gd_bottleneck.distributions import DiscretizedLogisticMixture
 from gd_bottleneck.noise import GaussianSample
 from gd_bottleneck.pixelcnn import ConditionalPixelCNN, derived_seeds
+from gd_bottleneck.seeding import initializer_seeds
 from gd_bottleneck.vae import Decoder, Encoder
 from gd_bottleneck.validation import check_nonnegative, check_rate, check_seed
 
@@ -66,7 +67,7 @@ class HybridVAE(keras.Model):
         beta: weight of the variational bottleneck's KL penalty (nats per image, like the ELBO).
         aux_weight: weight of an auxiliary non-autoregressive decoder's NLL (0 disables it). The auxiliary decoder
             maps u per pixel to mixture parameters, so its likelihood can only use what z encodes.
-        seed: base seed of every noise source (posterior samples, dropout, bottleneck).
+        seed: base seed of the initial weights and of every noise source (posterior samples, dropout, bottleneck).
 
     Calling the model on images returns per-image test-mode terms in bits/dim (see :meth:`elbo`); ``fit`` and
     ``evaluate`` report the same names averaged, plus ``loss``.
@@ -86,9 +87,14 @@ class HybridVAE(keras.Model):
         self.beta = None if beta is None else check_nonnegative(beta, "beta")
         self.aux_weight = check_nonnegative(aux_weight, "aux_weight")
         self.seed = check_seed(seed)
-        latent_seed, pixelcnn_seed, bottleneck_seed = derived_seeds(self.seed, 3)
+        with initializer_seeds(self.seed):  # sublayers may create their own layers in build()
+            self._create_layers()
+            self.build()
 
-        cfg = self.config
+    def _create_layers(self):
+        """Creates the sublayers and metrics (inside :func:`initializer_seeds`, so ``seed`` fixes the weights)."""
+        latent_seed, pixelcnn_seed, bottleneck_seed = derived_seeds(self.seed, 3)
+        cfg, bottleneck = self.config, self.bottleneck
         self.encoder = Encoder(cfg, dtype=cfg.precision, name="encoder")
         self.latent_sample = GaussianSample(seed=latent_seed, name="latent_sample")
         self.decoder = Decoder(cfg, dtype=cfg.precision, name="decoder")
@@ -110,7 +116,6 @@ class HybridVAE(keras.Model):
         names += {"variational": ["bottleneck_kl_bpd"], "gaussian_dropout": ["mi_bound_bpd"], "none": []}[bottleneck]
         names += ["aux_bpd"] if self.aux_head is not None else []
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
-        self.build()
 
     def _mixture_head(self, name):
         """A per-pixel Dense layer to mixture parameters that starts near the flat distribution (~8.3 bits/dim)."""

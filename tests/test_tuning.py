@@ -139,6 +139,10 @@ def test_objectives_scores_and_the_constrained_choice():
               {"trial": "c", "elbo_bpd": 3.4, "kl_bpd": 0.2}]
     assert constrained.scores({"test_elbo_bpd": 3.0, "test_kl_bpd": 0.049})["elbo_bpd_at_kl"] < 3.4  # score ...
     assert constrained.best_feasible(trials)["trial"] == "c"  # ... but the report's choice is strictly feasible
+    short = [trial for trial in trials if trial["trial"] != "c" and trial["kl_bpd"] < 0.05]
+    assert constrained.best_feasible(short)["trial"] == "a"  # none feasible: the best ELBO, reported as short
+    assert constrained.shortfall(constrained.best_feasible(short)["kl_bpd"]) > 0
+    assert constrained.best_feasible([]) is None
     with pytest.raises(ValueError, match="min_kl_bpd"):
         objectives.Objectives("elbo_bpd_at_kl")
     with pytest.raises(KeyError, match="validation_examples"):

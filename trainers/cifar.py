@@ -13,9 +13,10 @@ import sys
 
 from absl import app, flags, logging
 
+from gd_bottleneck import cli
 from gd_bottleneck.config import ModelConfig
 from gd_bottleneck.precision import PRECISIONS
-from gd_bottleneck.training import RunConfig, TrainingDiverged, TrainingInterrupted, train
+from gd_bottleneck.training import RunConfig, TrainingInterrupted, train
 from gd_bottleneck.training.run_config import LR_SCHEDULES, STRATEGIES
 
 FLAGS = flags.FLAGS
@@ -91,13 +92,10 @@ def main(argv):
         raise app.UsageError(str(error).replace("Argument `", "Flag `--"))
     try:
         train(config)
-    except TrainingInterrupted as stop:
+    except TrainingInterrupted as stop:  # not an error: the run resumes when rerun
         print(stop, file=sys.stderr)
         sys.exit(130)
-    except TrainingDiverged as stop:
-        print(f"ERROR: {stop}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

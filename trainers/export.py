@@ -8,6 +8,7 @@ versions are never overwritten. Prints the version's path.
 
 from absl import app, flags, logging
 
+from gd_bottleneck import cli
 from gd_bottleneck.export import export_saved_model
 from gd_bottleneck.training.checkpoints import load_trained_model
 
@@ -32,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from gd_bottleneck import data, sampling
+from gd_bottleneck import cli, data, sampling
 from gd_bottleneck.training.callbacks import image_grid
 from gd_bottleneck.training.checkpoints import load_trained_model
 
@@ -56,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -71,8 +71,9 @@ class Objectives:
 
     def best_feasible(self, trials):
         """The trial (a dict with ``elbo_bpd`` and ``kl_bpd``) with the best ELBO among those meeting the KL
-        constraint (all trials if there is none), or ``None`` if ``trials`` is empty."""
+        constraint (if none meets it, the best ELBO of all, whose shortfall the caller reports), or ``None`` only
+        if ``trials`` is empty."""
         feasible = [trial for trial in trials if self.shortfall(trial["kl_bpd"]) == 0.0]
         if self.name == "kl_bpd":
             return max(trials, key=lambda trial: trial["kl_bpd"], default=None)
-        return min(feasible, key=lambda trial: trial["elbo_bpd"], default=None)
+        return min(feasible or trials, key=lambda trial: trial["elbo_bpd"], default=None)

@@ -18,6 +18,7 @@ import sys
 import keras_tuner as kt
 from absl import app, flags, logging
 
+from gd_bottleneck import cli
 from trainers import cifar
 from tuning import objectives, space
 from tuning.hypermodel import TrainerHyperModel
@@ -79,7 +80,8 @@ def report(tuner, write=print):
     if best is None:
         write("No trial completed.")
     elif tuner.objectives.shortfall(best["kl_bpd"]) > 0:
-        write(f"No completed trial reaches KL >= {tuner.objectives.min_kl_bpd} bits/dim.")
+        write(f"No completed trial reaches KL >= {tuner.objectives.min_kl_bpd} bits/dim (of {len(done)} completed, "
+              f"the best ELBO: trial {best['trial']}, elbo_bpd={best['elbo_bpd']:.4f}, kl_bpd={best['kl_bpd']:.4f}).")
     else:
         write(f"Best trial: {best['trial']}  elbo_bpd={best['elbo_bpd']:.4f}  kl_bpd={best['kl_bpd']:.4f}  "
               f"run folder: {tuner.trial_model_dir(best['trial'])}")
@@ -104,4 +106,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -12,29 +12,61 @@ default ``~/tensorflow_datasets``). Once built, no archive or network is needed.
 
 import fcntl
 import os
+import socket
+import urllib.parse
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
 from gd_bottleneck.data import shapes
+from gd_bottleneck.errors import DatasetUnavailable
 
 DATASETS = ("shapes", "cifar10")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"  # what tfds' cifar10 builder downloads
+CIFAR10_ARCHIVE = os.path.basename(CIFAR10_URL)
+CONNECT_TIMEOUT_S = 5.0
+OFFLINE_HELP = (f"Either put the original {CIFAR10_ARCHIVE} (170052171 bytes, from {CIFAR10_URL}) in a folder and "
+                "pass --manual_dir=FOLDER, or point --data_dir (or $TFDS_DATA_DIR) at a tfds folder where cifar10 "
+                "is already prepared.")
 
 
 def builder_name(dataset, image_size):
     """The tfds name of ``dataset`` at ``image_size`` (``ValueError`` for combinations that do not exist)."""
     if dataset == "cifar10":
         if image_size != 32:
-            raise ValueError(f"Dataset 'cifar10' has 32x32 images; got image_size={image_size}. Use 32 (this project "
-                             "never resizes images: resampling would change the likelihood being measured).")
+            raise ValueError(f"Argument `image_size` must be 32 with dataset 'cifar10' (32x32 images; this project "
+                             "never resizes images: resampling would change the likelihood being measured). Received: "
+                             f"image_size={image_size}")
         return "cifar10"
     if dataset == "shapes":
         sizes = sorted(config.image_size for config in shapes.GdShapes.BUILDER_CONFIGS)
         if image_size not in sizes:
-            raise ValueError(f"Dataset 'shapes' exists at image_size in {sizes}; got image_size={image_size}.")
+            raise ValueError(f"Argument `image_size` must be one of {sizes} with dataset 'shapes'. Received: "
+                             f"image_size={image_size}")
         return f"gd_shapes/{image_size}"
     raise ValueError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
+
+
+def _check_source_reachable(dataset, manual_dir):
+    """Fails within seconds, with what to do, when an unprepared CIFAR-10 cannot be obtained.
+
+    Without this, tfds retries an unreachable download for minutes and then raises a raw ``ConnectionError``.
+    """
+    if dataset != "cifar10":
+        return  # generated locally
+    if manual_dir is not None:
+        archive = os.path.join(manual_dir, CIFAR10_ARCHIVE)
+        if not os.path.isfile(archive):
+            raise DatasetUnavailable(f"`manual_dir` {manual_dir!r} has no {CIFAR10_ARCHIVE}. {OFFLINE_HELP}")
+        return
+    url = urllib.parse.urlsplit(CIFAR10_URL)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise DatasetUnavailable(f"CIFAR-10 is not prepared and {url.hostname} cannot be reached ({error}). "
+                                 f"{OFFLINE_HELP}") from error
 
 
 def prepare(dataset, image_size, data_dir=None, manual_dir=None):
@@ -48,17 +80,28 @@ def prepare(dataset, image_size, data_dir=None, manual_dir=None):
     config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False) if manual_dir else None
     builder = tfds.builder(name, data_dir=data_dir)
     target = os.fspath(builder.data_dir)
-    if "://" in target or os.path.exists(os.path.join(target, "dataset_info.json")):
-        builder.download_and_prepare(download_config=config)  # remote storage, or already built: nothing to guard
-        return builder
+    if tf.io.gfile.exists(os.path.join(target, "dataset_info.json")):  # local or remote (gs://) storage
+        return builder  # already built: nothing to download, nothing to guard
+    _check_source_reachable(dataset, manual_dir)
+    if "://" in target:  # remote storage: no local lock file
+        return _download_and_prepare(builder, config)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with open(target + ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             builder = tfds.builder(name, data_dir=data_dir)  # anew: another process may have built it meanwhile
-            builder.download_and_prepare(download_config=config)
+            return _download_and_prepare(builder, config)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _download_and_prepare(builder, config):
+    """``builder.download_and_prepare``, with a download or checksum failure turned into what to do about it."""
+    try:
+        builder.download_and_prepare(download_config=config)
+    except (OSError, tfds.download.DownloadError, NonMatchingChecksumError) as error:
+        raise DatasetUnavailable(f"Could not prepare {builder.name} under {builder.data_dir} "
+                                 f"({type(error).__name__}: {str(error).strip()[:300]}). {OFFLINE_HELP}") from error
     return builder
 
 

@@ -9,6 +9,19 @@ import numpy as np
 import tensorflow as tf
 
 from gd_bottleneck import sampling
+from gd_bottleneck.errors import CheckpointError
+from gd_bottleneck.training import checkpoints
+
+
+class WallTime:
+    """Wall-clock seconds of a run over all its segments: ``earlier`` (recorded with the checkpoint it resumed
+    from) plus the time since this segment began (``began``, a ``time.time()``)."""
+
+    def __init__(self, earlier, began):
+        self.earlier, self.began = earlier, began
+
+    def total(self):
+        return self.earlier + time.time() - self.began
 
 
 class CheckpointGuard(keras.callbacks.Callback):
@@ -18,12 +31,15 @@ class CheckpointGuard(keras.callbacks.Callback):
     one: after a NaN the run stops with ``diverged_at`` set and the previous checkpoint is kept. A signal sets a flag
     that is handled at the next step boundary (save, then stop), so a checkpoint never holds a half-applied update.
     Checkpoints are numbered by the optimizer step; ``tf.train.CheckpointManager`` writes data files first and
-    switches its index file atomically, and keeps at most ``max_to_keep`` of them.
+    switches its index file atomically, and keeps at most ``max_to_keep`` of them. A save that fails (a full disk)
+    raises :class:`~gd_bottleneck.errors.CheckpointError` and removes its partial files; the previous checkpoint
+    stays the newest. ``wall_time`` (a :class:`WallTime`) is recorded with each checkpoint, so a resumed run's
+    results count the time of every segment.
     """
 
-    def __init__(self, manager, every):
+    def __init__(self, manager, every, wall_time=None):
         super().__init__()
-        self.manager, self.every = manager, every
+        self.manager, self.every, self.wall_time = manager, every, wall_time
         self.signal_received = None
         self.diverged_at = None
         self._previous_handlers = {}
@@ -51,7 +67,17 @@ class CheckpointGuard(keras.callbacks.Callback):
         step = self.step()
         if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
             return self.manager.latest_checkpoint
-        return self.manager.save(checkpoint_number=step)
+        try:
+            path = self.manager.save(checkpoint_number=step)
+            if self.wall_time is not None:
+                checkpoints.record_wall_time(self.manager.directory, path, self.wall_time.total())
+        except (OSError, tf.errors.OpError) as error:
+            checkpoints.remove_unfinished_saves(self.manager.directory, step)
+            message = str(error).strip().splitlines()[-1][:200]
+            raise CheckpointError(f"Could not write the checkpoint of step {step} in {self.manager.directory} "
+                                  f"({type(error).__name__}: {message}); is the disk full? The newest checkpoint is "
+                                  f"still {self.manager.latest_checkpoint}; free space and rerun to resume.") from error
+        return path
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")

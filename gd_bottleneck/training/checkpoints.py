@@ -7,10 +7,14 @@ saved). Keying every variable by its position in ``model.variables`` (a fixed or
 Keras path saves all of them, and restoring checks that each one matched.
 """
 
+import glob
 import os
+import re
+import shutil
 
 import tensorflow as tf
 
+from gd_bottleneck.errors import CheckpointError
 from gd_bottleneck.hybrid import HybridVAE
 from gd_bottleneck.training import files
 from gd_bottleneck.training.run_config import RunConfig
@@ -34,26 +38,129 @@ def training_checkpoint(model, optimizer):
     return tf.train.Checkpoint(model_variables=model_variables(model), optimizer=optimizer)
 
 
-def restore(checkpoint, path):
-    """Restores ``path`` and checks every variable of the training state was found in it."""
-    checkpoint.restore(path).assert_existing_objects_matched()
+def restore(checkpoint, path, partial=False):
+    """Restores ``path`` and checks every variable of ``checkpoint`` was found in it (``partial``: the file may hold
+    more, e.g. the optimizer state when only the model is restored)."""
+    status = checkpoint.restore(path)
+    (status.expect_partial() if partial else status).assert_existing_objects_matched()
 
 
-def load_trained_model(model_dir):
+def _step(prefix):
+    match = re.search(r"-(\d+)$", prefix)
+    return int(match.group(1)) if match else -1
+
+
+def candidates(directory):
+    """Checkpoint prefixes in ``directory``, newest (highest step) first: the ones its index file lists and the ones
+    whose ``.index`` file is on disk (a save killed after writing its files but before updating the index)."""
+    listed = []
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+        if state is not None:
+            listed = [os.path.join(directory, os.path.basename(path)) for path in state.all_model_checkpoint_paths]
+    except (tf.errors.OpError, ValueError):  # a damaged index file: fall back to the files on disk
+        pass
+    on_disk = [path[:-len(".index")] for path in glob.glob(os.path.join(glob.escape(directory), "ckpt-*.index"))]
+    return sorted(set(listed) | set(on_disk), key=_step, reverse=True)
+
+
+def remove_unfinished_saves(directory, failed_step=None):
+    """Deletes ``ckpt-N_temp`` folders (the shards of a save that was killed or failed before it completed) and,
+    given ``failed_step``, whatever files that failed save had written (the index file never listed them)."""
+    for folder in glob.glob(os.path.join(glob.escape(directory), "*_temp")):
+        shutil.rmtree(folder, ignore_errors=True)
+    if failed_step is not None:
+        for path in glob.glob(os.path.join(glob.escape(directory), f"ckpt-{failed_step}.*")):
+            os.remove(path)
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
+def restore_newest_intact(checkpoint, directory, warn=print, partial=False, quarantine=True):
+    """Restores the newest checkpoint of ``directory`` that reads back completely; returns its prefix, or ``None``
+    if the folder holds no checkpoint at all (a new run).
+
+    A damaged or missing newest checkpoint (truncated data file, a save killed half-way, files deleted by hand) is
+    reported through ``warn`` and the previous one is tried, down to the oldest. With ``quarantine`` (the run's one
+    writer), the damaged ones are moved to ``directory/damaged/`` -- kept for inspection, never deleted -- and the
+    index file is rewritten to list the intact ones, so the run continues from there and its next saves are
+    consistent. If every checkpoint is damaged, :class:`~gd_bottleneck.errors.CheckpointError` says so instead of
+    silently starting from scratch.
+    """
+    found = candidates(directory)
+    damaged = []
+    for prefix in found:
+        try:
+            restore(checkpoint, prefix, partial=partial)
+        except Exception as error:  # noqa: BLE001 -- any failure to read back means "not intact"
+            warn(f"WARNING: checkpoint {prefix} is damaged or incomplete ({_first_line(error)}); "
+                 "trying the previous one.")
+            damaged.append(prefix)
+            continue
+        if damaged and quarantine:
+            _quarantine(directory, damaged, found, prefix)
+            warn(f"WARNING: resuming from {prefix}; the damaged checkpoint(s) were moved to "
+                 f"{os.path.join(directory, 'damaged')}.")
+        return prefix
+    if damaged:
+        raise CheckpointError(f"No intact checkpoint in {directory} (damaged: {', '.join(damaged)}). Move the "
+                              "checkpoints folder away to start the run over.")
+    return None
+
+
+def _quarantine(directory, damaged, found, intact):
+    """Moves the files of the ``damaged`` prefixes to ``directory/damaged/`` and lists only intact ones in the
+    index, with ``intact`` as the newest."""
+    target = os.path.join(directory, "damaged")
+    os.makedirs(target, exist_ok=True)
+    for prefix in damaged:
+        for path in glob.glob(glob.escape(prefix) + ".*"):
+            os.replace(path, os.path.join(target, os.path.basename(path)))
+    kept = [os.path.basename(prefix) for prefix in reversed(found)
+            if prefix not in damaged and _step(prefix) <= _step(intact)]
+    # Relative names, as tf.train.CheckpointManager writes them, so the run folder can still be moved.
+    state = tf.compat.v1.train.generate_checkpoint_state_proto(os.path.abspath(directory), os.path.basename(intact),
+                                                                all_model_checkpoint_paths=kept)
+    files.write_text_atomically(os.path.join(directory, "checkpoint"), str(state))
+
+
+def load_trained_model(model_dir, warn=print):
     """The HybridVAE of a training run, with the weights of its newest checkpoint (for export and sampling).
 
     Reads ``model_dir/run_config.json`` for the architecture and ``model_dir/checkpoints/`` for the weights; the
-    optimizer state in the checkpoint is not needed and not loaded. Raises ``FileNotFoundError`` naming what is
-    missing.
+    optimizer state in the checkpoint is not needed and not loaded; a damaged newest checkpoint is reported through
+    ``warn`` and the previous one used. Raises ``FileNotFoundError`` naming what is missing.
     """
     settings = os.path.join(model_dir, "run_config.json")
     if not os.path.exists(settings):
         raise FileNotFoundError(f"`model_dir` {model_dir!r} has no run_config.json: it is not a training run's folder.")
     config = RunConfig.from_dict(files.read_json(settings))
-    newest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if newest is None:
+    if not candidates(os.path.join(model_dir, "checkpoints")):
         raise FileNotFoundError(f"`model_dir` {model_dir!r} has no checkpoint yet (checkpoints/ is empty).")
     model = HybridVAE(config.model_config(), **config.model_kwargs())
-    status = tf.train.Checkpoint(model_variables=model_variables(model)).restore(newest)
-    status.expect_partial().assert_existing_objects_matched()
+    checkpoint = tf.train.Checkpoint(model_variables=model_variables(model))
+    newest = restore_newest_intact(checkpoint, os.path.join(model_dir, "checkpoints"), warn, partial=True,
+                                   quarantine=False)  # reading only: a training run may be writing
     return model, config, newest
+
+
+WALL_TIME_FILE = "wall_time.json"
+
+
+def record_wall_time(directory, prefix, seconds):
+    """Notes that the run had spent ``seconds`` (wall clock, all segments) when it saved checkpoint ``prefix``."""
+    path = os.path.join(directory, WALL_TIME_FILE)
+    recorded = files.read_json(path) if os.path.exists(path) else {}
+    recorded[os.path.basename(prefix)] = round(seconds, 3)
+    files.write_json_atomically(path, recorded)
+
+
+def recorded_wall_time(directory, prefix):
+    """Seconds the run had spent when it saved checkpoint ``prefix`` (0 for ``None``, a new run, or no record)."""
+    path = os.path.join(directory, WALL_TIME_FILE)
+    if prefix is None or not os.path.exists(path):
+        return 0.0
+    return float(files.read_json(path).get(os.path.basename(prefix), 0.0))

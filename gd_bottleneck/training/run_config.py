@@ -9,7 +9,8 @@ import dataclasses
 import json
 
 from gd_bottleneck.config import PRESETS
-from gd_bottleneck.data.pipeline import DATASETS
+from gd_bottleneck.data.pipeline import DATASETS, builder_name
+from gd_bottleneck.errors import SettingsError
 from gd_bottleneck.hybrid import BOTTLENECKS
 from gd_bottleneck.validation import check_int, check_nonnegative, check_rate, check_seed
 
@@ -108,6 +109,7 @@ class RunConfig:
         _positive(self.adam_epsilon, "adam_epsilon")
         for name in ("adam_beta1", "adam_beta2"):
             check_rate(getattr(self, name), name)
+        builder_name(self.dataset, self.image_size)  # the dataset exists at image_size (ValueError naming both)
         self.model_config()  # validates image_size and the overrides (ValueError naming the field)
 
     def model_config(self):
@@ -135,7 +137,7 @@ class RunConfig:
         return cls(**values)
 
     def check_resumable_from(self, saved):
-        """Raises ``ValueError`` listing the fields that differ from a saved run's and that a resume cannot change."""
+        """Raises :class:`~gd_bottleneck.errors.SettingsError` (a ``ValueError``) listing the fields that differ from a saved run's and that a resume cannot change."""
         resumable = set(RESUMABLE_CHANGES)
         if self.schedule_epochs is not None and saved.get("schedule_epochs") == self.schedule_epochs:
             resumable.add("epochs")  # the schedule does not depend on epochs: a run can be extended (Hyperband)
@@ -143,7 +145,7 @@ class RunConfig:
                    if name not in resumable and saved.get(name) != value}
         if changed:
             details = ", ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in sorted(changed.items()))
-            raise ValueError(f"`model_dir` {self.model_dir!r} holds a run with different settings ({details}). "
+            raise SettingsError(f"`model_dir` {self.model_dir!r} holds a run with different settings ({details}). "
                              "Use a new model_dir, or rerun with the original settings to resume.")
 
 
