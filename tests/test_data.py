@@ -92,9 +92,9 @@ def test_bad_requests_name_the_problem():
         data.training_batches(images, 4, steps_per_epoch=3, epochs=1, seed=0)
     with pytest.raises(ValueError, match="start_step"):
         data.training_batches(images, 2, steps_per_epoch=5, epochs=1, seed=0, start_step=6)
-    with pytest.raises(ValueError, match="image_size=16"):
+    with pytest.raises(ValueError, match="`image_size` must be 32 with dataset 'cifar10'.*image_size=16"):
         builder_name("cifar10", 16)
-    with pytest.raises(ValueError, match=r"image_size in \[8, 16, 32\]"):
+    with pytest.raises(ValueError, match=r"`image_size` must be one of \[8, 16, 32\] with dataset 'shapes'"):
         builder_name("shapes", 24)
     with pytest.raises(ValueError, match="`dataset` must be one of"):
         builder_name("mnist", 28)
@@ -118,3 +118,32 @@ def test_processes_that_start_at_once_all_get_the_dataset_built_once(tmp_path):
     assert {stdout.split()[-2] + " " + stdout.split()[-1] for stdout, _ in outputs} == \
         {f"{expected.shape[0]} {int(expected.astype(np.int64).sum())}"}
     assert not list(tmp_path.glob("gd_shapes/8/incomplete*"))
+
+
+# --- the entropy floor of the embedded dataset ---
+
+@pytest.mark.parametrize("mean", [-40.0, 0.0, 3.2, 127.3, 253.9, 255.0])
+def test_the_pixel_entropy_matches_a_monte_carlo_estimate(mean):
+    from gd_bottleneck.data.entropy_floor import discretized_gaussian_entropy_bits
+    values = np.clip(np.round(mean + 6.0 * np.random.default_rng(0).standard_normal(2_000_000)), 0, 255)
+    frequencies = np.unique(values, return_counts=True)[1] / values.size
+    estimate = -np.sum(frequencies * np.log2(frequencies))
+    assert discretized_gaussian_entropy_bits(mean, 6.0) == pytest.approx(estimate, abs=3e-3)
+
+
+def test_the_floor_is_the_noise_entropy_of_the_rendered_scenes():
+    from gd_bottleneck.data import shapes
+    from gd_bottleneck.data.entropy_floor import discretized_gaussian_entropy_bits, entropy_floor
+    # The image is clip(round(mean + noise)) of the scene's mean: the floor's model of the data is the generator.
+    image, _ = shapes.render_scene(np.random.default_rng([1, 5]), 8)
+    rng = np.random.default_rng([1, 5])
+    mean, _ = shapes.scene_mean(rng, 8)
+    np.testing.assert_array_equal(image, np.clip(np.round(mean + rng.normal(0.0, 6.0, mean.shape)), 0, 255))
+    # Unclipped, a sub-pixel's entropy is that of a Gaussian with Sheppard's variance sigma^2 + 1/12 (bin width 1).
+    sheppard = 0.5 * np.log2(2 * np.pi * np.e * (36 + 1 / 12))
+    assert discretized_gaussian_entropy_bits(127.3, 6.0) == pytest.approx(sheppard, abs=1e-5)
+    figures = entropy_floor("test", 8, 64)
+    assert 4.0 < figures["floor_bpd"] <= figures["unclipped_pixel_entropy_bits"]  # clipping only removes entropy
+    assert figures["scene_information_bound_bpd"] > 0
+    assert figures["best_nll_upper_bound_bpd"] == pytest.approx(figures["floor_bpd"] +
+                                                                figures["scene_information_bound_bpd"])

@@ -1,6 +1,7 @@
 """SavedModel export: version layout, atomic publication, no overwrite, signatures, a fresh process, bad requests."""
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -11,10 +12,13 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.sampling import context_dependent_weights
-from gd_bottleneck import HybridVAE, export, sampling
+from gd_bottleneck import HybridVAE, errors, export, sampling
+from gd_bottleneck.training import files
+from tests.faults import file_size_limit
 from tests.tiny_models import TINY
 
 SEED = [3, 4]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +181,81 @@ def test_the_export_runs_in_a_process_that_cannot_import_the_project(exported, l
     assert processes[0].returncode == 0, fresh_err[-3000:]
     assert fresh_out.strip().endswith("(2,)")
     assert processes[1].returncode != 0 and "`num_samples` must be in [1, 256]" in cli_err
+
+
+# --- the validating clients: gd_bottleneck.client and python -m trainers.request ---
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.reconstruct(np.full([1, 8, 8, 3], 300), [0, 0]), r"\[0, 255\]. Received a value 300"),
+    (lambda m: m.elbo(np.full([1, 8, 8, 3], 100.5)), r"integer pixel values in \[0, 255\]. Received a value 100.5"),
+    (lambda m: m.elbo(np.full([1, 8, 8, 3], np.nan)), "must not hold NaN"),
+    (lambda m: m.encode(np.full([1, 8, 8, 3], -1)), r"Received a value -1"),
+    (lambda m: m.encode([[[[0, 0, 0]] * 8] * 8] * 257), r"images.shape\[0\]` must be in \[1, 256\]"),
+    (lambda m: m.elbo(np.zeros([1, 16, 16, 3])), r"shape \[n, 8, 8, 3\]"),
+    (lambda m: m.sample(2.5, [0, 0]), r"`num_samples` must be an integer in \[1, 256\]. Received: num_samples=2.5"),
+    (lambda m: m.sample(np.int64(2**32 + 3), [0, 0]), r"`num_samples` must be in \[1, 256\]"),
+    (lambda m: m.sample(True, [0, 0]), "`num_samples` must be an integer"),
+    (lambda m: m.sample(1, np.array([2**31, 0], np.int64)), r"`seed` must be two integers in .* \(int32\)"),
+    (lambda m: m.sample(1, [1.0, 2.0]), "`seed` must be two integers"),
+    (lambda m: m.sample(1, [1, 2, 3]), "`seed` must be two integers"),
+])
+def test_the_python_client_refuses_values_a_cast_would_change(exported, call, message):
+    from gd_bottleneck.client import ExportedModel
+    with pytest.raises(ValueError, match=message):
+        call(ExportedModel(exported[1]))
+
+
+def test_the_python_client_gives_the_signatures_answers_for_numpy_and_lists(exported, loaded, library_samples):
+    from gd_bottleneck.client import ExportedModel, rest_request
+    model = ExportedModel(exported[1])
+    assert model.image_size == 8
+    samples = model.sample(np.int64(3), np.array(SEED, np.int64))  # int64 values in range are fine
+    np.testing.assert_array_equal(samples, library_samples)
+    as_floats = samples.astype(np.float64)  # integral floats are pixel values too
+    np.testing.assert_array_equal(model.elbo(as_floats.tolist())["elbo_bpd"],
+                                  loaded.signatures["elbo"](images=tf.constant(samples))["elbo_bpd"].numpy())
+    body = rest_request("reconstruct", 8, images=samples[:1], seed=SEED)
+    assert body["signature_name"] == "reconstruct" and body["inputs"]["seed"] == SEED
+    assert np.array_equal(np.array(body["inputs"]["images"]), samples[:1])
+    with pytest.raises(ValueError, match="`image_size` is required"):
+        rest_request("elbo", images=samples)
+
+
+def test_the_request_cli_validates_before_calling_and_writes_images(exported, tmp_path):
+    np.save(tmp_path / "bad.npy", np.full([1, 8, 8, 3], 300))
+    base = [sys.executable, "-m", "trainers.request", f"--model={exported[1]}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+    commands = {"bad_images": [*base, "--signature=elbo", f"--images={tmp_path / 'bad.npy'}"],
+                "bad_count": [*base, "--num_samples=2.5"],
+                "good": [*base, "--num_samples=3", "--seed=3,4", f"--out={tmp_path / 'out.png'}"]}
+    processes = {name: subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True) for name, command in commands.items()}
+    results = {name: (process.communicate(timeout=300), process.returncode) for name, process in processes.items()}
+    for name, message in (("bad_images", "Flag `--images` must hold integer pixel values in [0, 255]"),
+                          ("bad_count", "Flag --num_samples must be an integer. Received: '2.5'")):
+        (_, err), status = results[name]
+        assert status == 1 and message in err and "Traceback" not in err, (name, err[-2000:])
+    (out, err), status = results["good"]
+    assert status == 0 and "Wrote 3 images" in out, err[-2000:]
+    assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "out.png"))).shape == (8, 64, 3)  # 1 row of 8 cells
+
+
+def test_a_full_disk_during_an_export_is_a_clear_error_and_keeps_earlier_versions(exported, loaded):
+    model, first = exported
+    base = os.path.dirname(first)
+    mask = files.current_umask()
+    assert os.stat(first).st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700: TF Serving may be another user
+    assert os.stat(os.path.join(first, "saved_model.pb")).st_mode & 0o777 == 0o666 & ~mask
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its pid is free: its staging folder is abandoned
+    host = socket.gethostname()
+    abandoned = os.path.join(base, f".incomplete-{host}-{finished.pid}-0000dead")
+    live = os.path.join(base, f".incomplete-{host}-{os.getpid()}-0000beef")  # "another export" of a live process
+    for folder in (abandoned, live):
+        os.makedirs(os.path.join(folder, "variables"))
+    with file_size_limit(4096), pytest.raises(errors.ExportError, match=r"disk full.*Existing versions \[1\] are untouched"):
+        export.export_saved_model(model, base)
+    assert export.existing_versions(base) == [1]
+    assert sorted(name for name in os.listdir(base) if name.startswith(".")) == [os.path.basename(live)]
+    assert loaded.signatures["sample"](num_samples=tf.constant(1), seed=tf.constant([0, 0]))["images"].shape[0] == 1

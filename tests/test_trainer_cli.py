@@ -105,11 +105,11 @@ def weights(model_dir, step=None):
             if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
 
 
-def assert_same_model_weights(actual, expected):
+def assert_same_model_weights(actual, expected, rtol=2e-4, atol=2e-5):
     assert expected.keys() == actual.keys()
     for name in expected:
         if name.startswith("model_variables") and np.issubdtype(expected[name].dtype, np.floating):
-            np.testing.assert_allclose(actual[name], expected[name], rtol=2e-4, atol=2e-5, err_msg=name)
+            np.testing.assert_allclose(actual[name], expected[name], rtol=rtol, atol=atol, err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -124,18 +124,28 @@ def runs(tmp_path_factory, shapes_data_dir):
                               (first["terminated"], TERMINATED_AFTER, signal.SIGTERM)])
     for run in first.values():
         run.wait()
-    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     second = {"resumed": Run(base / "killed", data),
               "export": Run.tool("trainers.export", base / "uninterrupted", f"--export_dir={base / 'saved'}"),
               "sample": Run.tool("trainers.sample", base / "uninterrupted", "--num=6", "--columns=4",
-                                 f"--out={base / 'grid' / 'samples.png'}")}
-    for index in range(2):
-        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        second[f"worker{index}"] = Run(base / "workers", data, "--strategy=multi_worker",
-                                       env=environment(TF_CONFIG=config))
+                                 f"--out={base / 'grid' / 'samples.png'}"),
+              **two_workers(base / "workers", data, "killed_worker")}
+    signal_after_checkpoints([(second[f"killed_worker{index}"], KILLED_AFTER, signal.SIGKILL) for index in range(2)])
     for run in second.values():
         run.wait()
-    return {**first, **second}
+    third = two_workers(base / "workers", data, "worker")  # every worker restarted after the kill
+    for run in third.values():
+        run.wait()
+    return {**first, **second, **third}
+
+
+def two_workers(model_dir, data, name):
+    """A 2-worker MultiWorkerMirroredStrategy run on loopback: ``{f"{name}0": chief, f"{name}1": other}``."""
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    runs = {}
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        runs[f"{name}{index}"] = Run(model_dir, data, "--strategy=multi_worker", env=environment(TF_CONFIG=config))
+    return runs
 
 
 def test_bad_flags_fail_before_anything_heavy_with_the_flag_named(tmp_path):
@@ -183,6 +193,8 @@ def test_gd_flags_trains_on_cifar10_offline_with_a_step_cap(tmp_path, monkeypatc
                      "--batch_size=4", "--steps_per_epoch=2", "--epochs=1", "--strategy=default",
                      "--image_summaries=0", "--progress=lines", "--noexport", "--precision=mixed_bfloat16"])
         config = cifar.run_config_from_flags()
+    from gd_bottleneck.data import pipeline
+    monkeypatch.setattr(pipeline, "_check_source_reachable", lambda dataset, manual_dir: None)  # mocked: no download
     with tfds.testing.mock_data(num_examples=8):
         results = train(config, write=lambda text, flush=False: None)
     assert results["steps"] == 2 and results["config"]["dataset"] == "cifar10" and results["test_images"] == 8
@@ -233,13 +245,28 @@ def test_two_workers_on_loopback_train_to_the_weights_of_one(runs):
     model_dir = runs["worker0"].model_dir
     assert_same_model_weights(weights(model_dir, COMPARED_STEP), weights(runs["uninterrupted"].model_dir,
                                                                          COMPARED_STEP))
-    scratch = glob.glob(os.path.join(model_dir, "workers", "*"))
-    assert len(scratch) == 1  # the non-chief worker's copy, identical to the chief's
+    scratch = glob.glob(os.path.join(model_dir, "workers", f"pid-{runs['worker1'].process.pid}"))
+    assert len(scratch) == 1  # the non-chief worker's copy (of the restarted run), identical to the chief's
     other = tf.train.load_checkpoint(scratch[0])
     for name, value in weights(model_dir).items():
         if name.startswith("model_variables"):
             np.testing.assert_array_equal(other.get_tensor(name), value, err_msg=name)
     assert os.path.exists(os.path.join(model_dir, "results.json"))
+    # Only the chief writes TensorBoard events (file names end in .<pid>.<n>.v2): the killed one, then the restarted.
+    events = glob.glob(os.path.join(model_dir, "tensorboard", "**", "events.out.tfevents.*"), recursive=True)
+    writers = {int(os.path.basename(path).split(".")[-3]) for path in events}
+    assert events and writers <= {runs["killed_worker0"].process.pid, runs["worker0"].process.pid}, writers
+
+
+def test_killed_workers_all_restart_from_the_chiefs_checkpoint(runs):
+    """Every worker resumes from the chief's newest checkpoint (a non-chief that restored anything else would train
+    other weights than the chief from there on: the copies compared in the test above would differ)."""
+    for index in range(2):
+        assert runs[f"killed_worker{index}"].process.returncode == -signal.SIGKILL
+        start = int(runs[f"worker{index}"].assert_succeeded().stdout.split("Resuming at step ")[1].split("/")[0])
+        assert KILLED_AFTER <= start < TOTAL_STEPS, index
+    model_dir = runs["worker0"].model_dir
+    assert_same_model_weights(weights(model_dir), weights(runs["uninterrupted"].model_dir))
 
 
 def test_export_cli_writes_a_servable_version_of_a_trained_run(runs):

@@ -13,17 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from gd_bottleneck import HybridVAE
 from gd_bottleneck.training import RunConfig, TrainingDiverged, train
 from gd_bottleneck.training.run import fit_segments, learning_rate_schedule
-from tests.tiny_models import TINY
-
-TINY_OVERRIDES = {name: value for name, value in TINY.to_dict().items() if name != "image_size"}
-
-
-def tiny_run(model_dir, data_dir, **changes):
-    settings = dict(model_dir=str(model_dir), data_dir=data_dir, image_size=8, model_overrides=TINY_OVERRIDES,
-                    dropout_rate=0.1, batch_size=8, epochs=2, steps_per_epoch=3, checkpoint_every=2,
-                    keep_checkpoints=2, log_every=1, progress="lines", image_summaries=2, learning_rate=1e-3)
-    settings.update(changes)
-    return RunConfig(**settings)
+from tests.tiny_models import TINY, tiny_run
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -7,3 +7,15 @@ TINY = ModelConfig(image_size=8, resnet_blocks=2, resnet_channels=8, resnet_bott
                    decoder_output_channels=8, latent_size=4, latent_channels=4, pixelcnn_filters=8,
                    pixelcnn_resnets_per_stage=1, pixelcnn_stages=3, pixelcnn_output_dim=10, mixer_units=16,
                    mixture_components=3)
+
+TINY_OVERRIDES = {name: value for name, value in TINY.to_dict().items() if name != "image_size"}
+
+
+def tiny_run(model_dir, data_dir, **changes):
+    """A RunConfig of a few steps of the TINY model on the embedded 8x8 dataset (changes override the defaults)."""
+    from gd_bottleneck.training import RunConfig
+    settings = dict(model_dir=str(model_dir), data_dir=data_dir, image_size=8, model_overrides=TINY_OVERRIDES,
+                    dropout_rate=0.1, batch_size=8, epochs=2, steps_per_epoch=3, checkpoint_every=2,
+                    keep_checkpoints=2, log_every=1, progress="lines", image_summaries=2, learning_rate=1e-3)
+    settings.update(changes)
+    return RunConfig(**settings)

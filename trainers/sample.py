@@ -7,14 +7,12 @@ Uses the newest checkpoint and the cached sampler; the same --seed gives the sam
 shows such grids for different dropout rates and KL weights.
 """
 
-import os
-
 import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
 from gd_bottleneck import cli, data, sampling
-from gd_bottleneck.training.callbacks import image_grid
+from gd_bottleneck.image_grids import write_png_grid
 from gd_bottleneck.training.checkpoints import load_trained_model
 
 FLAGS = flags.FLAGS
@@ -46,11 +44,7 @@ def main(argv):
         images = np.concatenate([originals, images], axis=2)  # each cell: data | reconstruction
     else:
         images = sampling.cached_samples(model, sampling.prior_latents(model, seed, FLAGS.num), seed).numpy()
-    grid = image_grid(images, FLAGS.columns)[0]
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    partial = f"{FLAGS.out}.partial"
-    tf.io.write_file(partial, tf.io.encode_png(grid))
-    os.replace(partial, FLAGS.out)  # atomic: a viewer never sees half a file
+    write_png_grid(FLAGS.out, images, FLAGS.columns)
     print(f"Wrote {len(images)} {'reconstructions' if FLAGS.reconstruct else 'samples'} from {checkpoint} "
           f"to {FLAGS.out}")
 

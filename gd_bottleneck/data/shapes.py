@@ -46,7 +46,22 @@ def _shape_mask(kind, dx, dy, radius):
 
 
 def render_scene(rng, image_size):
-    """Draws one scene: returns ``(image uint8 [S, S, 3], factors dict)`` (see the module docstring)."""
+    """Draws one scene: returns ``(image uint8 [S, S, 3], factors dict)`` (see the module docstring).
+
+    The image is ``clip(round(mean + noise), 0, 255)`` with ``mean`` from :func:`scene_mean` and iid
+    ``N(0, NOISE_LEVELS**2)`` noise per sub-pixel, drawn last from ``rng``.
+    """
+    mean, factors = scene_mean(rng, image_size)
+    image = mean + rng.normal(0.0, NOISE_LEVELS, mean.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8), factors
+
+
+def scene_mean(rng, image_size):
+    """Draws one scene's factors and renders its noise-free image: ``(mean float64 [S, S, 3], factors dict)``.
+
+    Separate from :func:`render_scene` so that the dataset's entropy floor (``data.entropy_floor``) can be computed
+    from the exact pixel means; drawing from ``rng`` in the same order keeps the dataset byte-identical.
+    """
     centres = (np.arange(image_size) + 0.5) / image_size
     y, x = np.meshgrid(centres, centres, indexing="ij")
 
@@ -69,8 +84,6 @@ def render_scene(rng, image_size):
         for name, value in zip(("kind", "color", "size", "x", "y"), (kind, color, radius, cx, cy)):
             objects[name][slot] = value
 
-    image = image + rng.normal(0.0, NOISE_LEVELS, image.shape)
-    image = np.clip(np.round(image), 0, 255).astype(np.uint8)
     background = {"hue": np.float32(hue), "stripe_angle": np.float32(angle), "stripe_period": np.float32(period)}
     return image, {"num_objects": np.int64(count), "objects": objects, "background": background}
 

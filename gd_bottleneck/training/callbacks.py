@@ -5,11 +5,11 @@ import signal
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from gd_bottleneck import sampling
 from gd_bottleneck.errors import CheckpointError
+from gd_bottleneck.image_grids import image_grid
 from gd_bottleneck.training import checkpoints
 
 
@@ -115,17 +115,6 @@ class ProgressLines(keras.callbacks.Callback):
         metrics = "  ".join(f"{name} {float(value):.4f}" for name, value in sorted((logs or {}).items()))
         self.write(f"step {step}/{self.total_steps}  {rate:.1f} images/s  {metrics}", flush=True)
         self._mark = (step, time.perf_counter())
-
-
-def image_grid(images, columns=8):
-    """uint8 ``[N, H, W, 3]`` -> one uint8 grid image ``[1, rows*H, columns*W, 3]`` (missing cells black)."""
-    images = np.asarray(images)
-    count, height, width, channels = images.shape
-    rows = -(-count // columns)
-    padded = np.zeros((rows * columns, height, width, channels), np.uint8)
-    padded[:count] = images
-    grid = padded.reshape(rows, columns, height, width, channels).transpose(0, 2, 1, 3, 4)
-    return grid.reshape(1, rows * height, columns * width, channels)
 
 
 class ImageSummaries(keras.callbacks.Callback):

@@ -135,7 +135,7 @@ def _checkpoint_dirs(config, chief):
     return run_checkpoints, os.path.join(config.model_dir, "workers", f"pid-{os.getpid()}")
 
 
-def _build(config, schedule_steps):
+def build_model(config, schedule_steps):
     """The compiled model and its built optimizer (call inside the strategy's scope)."""
     model = HybridVAE(config.model_config(), **config.model_kwargs())
     optimizer = keras.optimizers.Adam(learning_rate_schedule(config, schedule_steps), beta_1=config.adam_beta1,
@@ -221,7 +221,7 @@ def _train_in(config, strategy, chief, run_data, began, write):
     if chief:
         checkpoints.remove_unfinished_saves(restore_from)
     with strategy.scope():
-        model = _build(config, run_data.steps_per_epoch * (config.schedule_epochs or config.epochs))
+        model = build_model(config, run_data.steps_per_epoch * (config.schedule_epochs or config.epochs))
         checkpoint = checkpoints.training_checkpoint(model, model.optimizer)
         restored = checkpoints.restore_newest_intact(checkpoint, restore_from, lambda text: write(text, flush=True),
                                                      quarantine=chief)

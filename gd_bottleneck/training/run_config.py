@@ -6,7 +6,6 @@ resumes only if the fields that shape the model, the data order and the schedule
 """
 
 import dataclasses
-import json
 
 from gd_bottleneck.config import PRESETS
 from gd_bottleneck.data.pipeline import DATASETS, builder_name

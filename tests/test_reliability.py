@@ -1,0 +1,283 @@
+"""Reliability: seeds that fix a run, faults a run survives (damaged checkpoints, killed saves, full disks), finished
+runs that finish, and user errors reported as one line instead of a traceback.
+
+A full disk is simulated with ``RLIMIT_FSIZE`` (writes past the limit fail with EFBIG inside TensorFlow's own file
+writers, exactly where ENOSPC would), so the failure is real, not a patched function.
+"""
+
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gd_bottleneck import HybridVAE, data
+from gd_bottleneck.data import pipeline
+from gd_bottleneck.errors import CheckpointError, DatasetUnavailable, RunInUse, SettingsError
+from gd_bottleneck.training import callbacks, checkpoints, files, train
+from gd_bottleneck.training.run import build_model
+from gd_bottleneck.training.run_config import RunConfig
+from tests.faults import file_size_limit
+from tests.tiny_models import TINY, TINY_OVERRIDES, tiny_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def quiet(text, flush=False):
+    del text, flush
+
+
+def collect(lines):
+    return lambda text, flush=False: lines.append(text)
+
+
+def run_settings(model_dir, data_dir, **changes):
+    """4 deterministic steps, a checkpoint after every one, no export and no image grids (fast)."""
+    return tiny_run(model_dir, data_dir, **{**dict(steps_per_epoch=2, epochs=2, checkpoint_every=1,
+                                                   keep_checkpoints=10, image_summaries=0, export=False,
+                                                   deterministic=True), **changes})
+
+
+def saved_tensors(prefix):
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
+def assert_same_tensors(actual, expected):
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+
+
+# --- seeds ---
+
+WEIGHT_HASH = """
+import hashlib, sys
+from gd_bottleneck import HybridVAE
+from tests.tiny_models import TINY
+model = HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.1, seed=int(sys.argv[1]))
+digest = hashlib.sha256()
+for variable in model.variables:
+    digest.update(variable.numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def weight_hash(seed):
+    digest = hashlib.sha256()
+    for variable in HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.1, seed=seed).variables:
+        digest.update(variable.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_a_seed_fixes_the_initial_weights_in_every_process():
+    other = subprocess.run([sys.executable, "-c", WEIGHT_HASH, "7"], cwd=REPO, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": REPO}, timeout=300)
+    assert other.returncode == 0, other.stderr[-2000:]
+    here = weight_hash(7)  # this process has built many models before: the global random state differs
+    assert other.stdout.strip().splitlines()[-1] == here
+    assert weight_hash(8) != here
+
+
+def test_building_a_seeded_model_leaves_the_callers_random_state_alone():
+    import random
+    random.seed(123)
+    expected = random.random()
+    random.seed(123)
+    HybridVAE(TINY, bottleneck="none", seed=3)
+    assert random.random() == expected
+
+
+# --- damaged, missing and half-written checkpoints; finished runs ---
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, shapes_data_dir):
+    """A finished 2-step run (schedule over 4 steps, so it can be extended): ``(config, folder, results)``.
+
+    Tests work on copies (:func:`copy_of`), so each starts from the same finished run.
+    """
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    config = run_settings(folder, shapes_data_dir, epochs=1, schedule_epochs=2)
+    began = time.time()
+    results = train(config, write=quiet)
+    return config, folder, results, time.time() - began
+
+
+def copy_of(finished_run, tmp_path):
+    config, folder, results, _ = finished_run
+    shutil.copytree(folder, tmp_path / "run")
+    return dataclass_replace(config, model_dir=str(tmp_path / "run")), tmp_path / "run" / "checkpoints", results
+
+
+def test_a_damaged_newest_checkpoint_falls_back_and_the_run_ends_as_uninterrupted(finished_run, tmp_path):
+    config, folder, _ = copy_of(finished_run, tmp_path)
+    expected = saved_tensors(str(folder / "ckpt-2"))
+    data_file = glob.glob(str(folder / "ckpt-2.data-*"))[0]  # the newest data file truncated (a disk error, ...)
+    with open(data_file, "r+b") as stream:
+        stream.truncate(os.path.getsize(data_file) // 2)
+    lines = []
+    results = train(config, write=collect(lines))
+    text = "\n".join(lines)
+    assert "WARNING: checkpoint" in text and "ckpt-2 is damaged or incomplete" in text and "Resuming at step 1/2" in text
+    assert os.path.exists(folder / "damaged" / os.path.basename(data_file))  # kept for inspection, not deleted
+    assert results["steps"] == 2
+    assert_same_tensors(saved_tensors(str(folder / "ckpt-2")), expected)  # bit for bit (deterministic)
+
+
+def test_a_missing_newest_checkpoint_and_a_killed_save_leave_the_previous_one_to_resume_from(finished_run, tmp_path):
+    config, folder, _ = copy_of(finished_run, tmp_path)
+    for path in glob.glob(str(folder / "ckpt-2.*")):  # listed in the index, files gone ...
+        os.remove(path)
+    os.makedirs(folder / "ckpt-3_temp")  # ... and a save killed half-way, its shards left behind
+    (folder / "ckpt-3_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 100)
+    model = build_model(config, schedule_steps=4)
+    lines = []
+    checkpoint = checkpoints.training_checkpoint(model, model.optimizer)
+    checkpoints.remove_unfinished_saves(str(folder))
+    restored = checkpoints.restore_newest_intact(checkpoint, str(folder), collect(lines))
+    assert restored.endswith("ckpt-1"), lines
+    assert int(model.optimizer.iterations.numpy()) == 1
+    assert "ckpt-2 is damaged or incomplete (NotFoundError" in lines[0]
+    assert not os.path.exists(folder / "ckpt-3_temp")
+    assert tf.train.latest_checkpoint(str(folder)).endswith("ckpt-1")  # the index now lists the intact ones
+
+
+def test_rerunning_a_finished_run_reports_it_and_a_run_killed_before_its_results_finishes_them(finished_run,
+                                                                                               tmp_path):
+    config, folder, first = copy_of(finished_run, tmp_path)
+    lines = []
+    assert train(config, write=collect(lines)) == first
+    assert lines == [f"Run complete (2/2 steps): results in {tmp_path / 'run' / 'results.json'}"]
+
+    os.remove(tmp_path / "run" / "results.json")  # as if killed during the final evaluation
+    lines = []
+    again = train(config, write=collect(lines))
+    assert lines[0] == "Training finished at step 2/2; finishing the evaluation and export."
+    assert again["test_elbo_bpd"] == first["test_elbo_bpd"] and again["steps"] == 2
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["test_elbo_bpd"] == first["test_elbo_bpd"]
+
+
+def test_wall_time_adds_up_the_segments_of_a_resumed_run(finished_run, tmp_path):
+    config, folder, _ = copy_of(finished_run, tmp_path)
+    recorded = checkpoints.recorded_wall_time(str(folder), "ckpt-2")
+    assert 0 < recorded < finished_run[3]
+    began = time.time()
+    extended = train(dataclass_replace(config, epochs=2), write=quiet)  # a second training segment
+    second_segment = time.time() - began
+    assert extended["steps"] == 4 and extended["wall_time_s"] >= round(second_segment + recorded, 1) - 0.2
+
+
+def test_when_every_checkpoint_is_damaged_the_run_stops_instead_of_starting_over(tmp_path, shapes_data_dir):
+    config = run_settings(tmp_path / "run", shapes_data_dir)
+    folder = tmp_path / "run" / "checkpoints"
+    os.makedirs(folder)
+    (folder / "ckpt-2.index").write_bytes(b"not a checkpoint")
+    (folder / "ckpt-2.data-00000-of-00001").write_bytes(b"\1" * 64)
+    with pytest.raises(CheckpointError, match=r"No intact checkpoint in .*ckpt-2.*Move the checkpoints folder away"):
+        train(config, write=quiet)
+    assert sorted(os.listdir(folder)) == ["ckpt-2.data-00000-of-00001", "ckpt-2.index"]  # nothing moved or deleted
+
+
+def test_a_full_disk_during_a_checkpoint_is_a_clear_error_and_keeps_the_previous_one(tmp_path):
+    model = HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.1, seed=0)
+    model.compile(optimizer="adam")
+    model.optimizer.build(model.trainable_variables)
+    checkpoint = checkpoints.training_checkpoint(model, model.optimizer)
+    folder = str(tmp_path / "checkpoints")
+    manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=3)
+    guard = callbacks.CheckpointGuard(manager, every=1)
+    guard.set_model(model)
+    first = guard.save()
+    model.optimizer.iterations.assign(1)
+    with file_size_limit(2048), pytest.raises(CheckpointError, match=r"step 1 .*disk full.*ckpt-0"):
+        guard.save()
+    assert tf.train.latest_checkpoint(folder) == first
+    assert sorted(os.listdir(folder)) == ["checkpoint", "ckpt-0.data-00000-of-00001", "ckpt-0.index"]
+    checkpoints.restore(checkpoint, first)
+
+
+# --- settings checked before the folder is touched ---
+
+def dataclass_replace(config, **changes):
+    return RunConfig(**{**config.to_dict(), **changes})
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"batch_size": 100_000}, "`batch_size` must be at most the"),
+    ({"validation_examples": 100_000}, "`validation_examples` must be in"),
+])
+def test_settings_that_do_not_fit_the_data_are_refused_before_the_model_dir_is_written(tmp_path, shapes_data_dir,
+                                                                                      changes, message):
+    with pytest.raises(SettingsError, match=message):
+        train(run_settings(tmp_path / "run", shapes_data_dir, **changes), write=quiet)
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_second_trainer_in_the_same_model_dir_is_refused(tmp_path, shapes_data_dir):
+    os.makedirs(tmp_path / "run")
+    with open(tmp_path / "run" / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(RunInUse, match="Another process is training"):
+            train(run_settings(tmp_path / "run", shapes_data_dir), write=quiet)
+    assert not os.path.exists(tmp_path / "run" / "run_config.json")
+
+
+# --- CIFAR-10 offline ---
+
+def closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_cifar10_download_fails_within_seconds_naming_manual_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "CIFAR10_URL", f"https://127.0.0.1:{closed_port()}/cifar-10-binary.tar.gz")
+    began = time.time()
+    with pytest.raises(DatasetUnavailable, match=r"cannot be reached.*--manual_dir=FOLDER.*--data_dir"):
+        data.load_images("cifar10", "train", 32, data_dir=str(tmp_path / "tfds"))
+    assert time.time() - began < pipeline.CONNECT_TIMEOUT_S + 2
+    with pytest.raises(DatasetUnavailable, match=r"`manual_dir` .* has no cifar-10-binary.tar.gz"):
+        data.load_images("cifar10", "train", 32, data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path))
+
+
+# --- the CLI: one line per user error, no traceback ---
+
+def test_user_errors_found_at_run_time_are_one_line_without_a_traceback(tmp_path, shapes_data_dir):
+    existing = tmp_path / "existing"
+    files.write_json_atomically(str(existing / "run_config.json"),
+                                run_settings(existing, shapes_data_dir, dropout_rate=0.3).to_dict())
+    common = [f"--data_dir={shapes_data_dir}", "--image_size=8", "--dropout_rate=0.1", "--noexport",
+              *[f"--{name}={value}" for name, value in TINY_OVERRIDES.items()]]
+    cases = {  # name: (arguments, exit status, expected text)
+        "settings": ([f"--model_dir={existing}", "--steps_per_epoch=2", "--epochs=2", "--checkpoint_every=1",
+                      "--keep_checkpoints=10", "--image_summaries=0", "--deterministic", "--batch_size=8",
+                      "--learning_rate=1e-3", "--progress=lines", "--log_every=1"], 2,
+                     "holds a run with different settings (dropout_rate: 0.3 -> 0.1)"),
+        "cifar": ([f"--model_dir={tmp_path / 'cifar'}", "--dataset=cifar10", "--image_size=32",
+                   f"--manual_dir={tmp_path}"], 2, "has no cifar-10-binary.tar.gz"),
+        "image_size": ([f"--model_dir={tmp_path / 'size'}", "--image_size=64"], 1,
+                       "Flag `--image_size` must be one of [8, 16, 32] with dataset 'shapes'"),
+    }
+    processes = {name: subprocess.Popen([sys.executable, "-m", "trainers.cifar", *common, *arguments], cwd=REPO,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                 for name, (arguments, _, _) in cases.items()}
+    for name, process in processes.items():
+        _, err = process.communicate(timeout=300)
+        _, status, message = cases[name]
+        assert process.returncode == status, (name, err[-2000:])
+        assert "ERROR: " in err and message in err, (name, err[-2000:])
+        assert "Traceback" not in err and len(err.splitlines()) < 25, (name, err[-3000:])
+    for name in ("cifar", "size"):
+        assert not os.path.exists(tmp_path / name) or not os.listdir(tmp_path / name), name
+    assert json.loads((existing / "run_config.json").read_text())["dropout_rate"] == 0.3
