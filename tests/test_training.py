@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from gd_bottleneck import HybridVAE
 from gd_bottleneck.training import RunConfig, TrainingDiverged, train
+from gd_bottleneck.training.callbacks import read_curve
 from gd_bottleneck.training.run import fit_segments, learning_rate_schedule
 from tests.tiny_models import TINY, tiny_run
 
@@ -79,8 +80,12 @@ def test_fit_segments_finish_a_run_from_any_step(start, expected):
 
 def test_a_tiny_run_writes_results_checkpoints_tensorboard_and_an_export(tmp_path, shapes_data_dir):
     lines = []
-    config = tiny_run(tmp_path / "run", shapes_data_dir, validation_examples=16)
+    config = tiny_run(tmp_path / "run", shapes_data_dir, validation_examples=16, curve_points=2)
     results = train(config, write=lambda text, flush=False: lines.append(text))
+    curve = read_curve(str(tmp_path / "run" / "curve.jsonl"))  # held-out figures at steps 3 and 6 ...
+    assert [point["step"] for point in curve] == [3, 6]
+    assert curve[-1]["elbo_bpd"] == pytest.approx(results["validation_elbo_bpd"], rel=1e-5)  # ... the last = final
+    assert curve[-1]["kl_bpd"] == pytest.approx(results["validation_kl_bpd"], rel=1e-4, abs=1e-7)
     assert results["steps"] == results["total_steps"] == 6
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["config"] == config.to_dict() and saved["steps"] == 6

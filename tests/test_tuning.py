@@ -352,3 +352,39 @@ def test_trial_rows_leave_out_settings_whose_condition_does_not_hold():
     fake_tuner = types.SimpleNamespace(oracle=types.SimpleNamespace(trials={"007": trial}))
     assert tuner.trial_rows(fake_tuner) == [{"trial": "007", "status": "COMPLETED", "bottleneck": "variational",
                                              "beta": 0.3}]
+
+
+# --- statistics of the Figure 2 comparison ---
+
+def synthetic_runs(gd_shift=0.0, noise=0.0):
+    """GD at (kl, 5 - kl) and VB at (kl, 5 - kl + 0.1 + gd_shift), plus seed noise, for seeds 0, 1, 2."""
+    rng = np.random.default_rng(1)
+    records = []
+    for seed in (0, 1, 2):
+        for rate, kl in ((0.1, 0.0), (0.5, 0.2), (0.9, 0.4)):
+            records.append({"kind": "gaussian_dropout", "strength": rate, "seed": seed, "kl_bpd": kl,
+                            "elbo_bpd": 5.0 - kl + noise * rng.standard_normal()})
+        for beta, kl in ((0.02, 0.1), (0.08, 0.3)):
+            records.append({"kind": "variational", "strength": beta, "seed": seed, "kl_bpd": kl,
+                            "elbo_bpd": 5.0 - kl + 0.1 + gd_shift + noise * rng.standard_normal()})
+    return records
+
+
+def test_mean_ci_is_the_student_t_interval():
+    from tuning.statistics import mean_ci
+    mean, half = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.302652729 * 1.0 / np.sqrt(3), rel=1e-6)
+    assert np.isnan(mean_ci([1.0])[1])
+
+
+def test_bootstrap_gaps_measure_vb_against_the_gd_curve_at_matched_kl():
+    from tuning.statistics import bootstrap_gaps
+    exact = bootstrap_gaps(synthetic_runs(), draws=200)
+    assert [row["beta"] for row in exact] == [0.02, 0.08]
+    for row in exact:  # no seed noise: every resample gives the same gap, GD better by 0.1 everywhere
+        assert row["gap_bpd"] == pytest.approx(0.1) and row["gap_ci_low"] == pytest.approx(0.1)
+        assert row["gap_ci_high"] == pytest.approx(0.1) and row["p_gd_better"] == 1.0 and row["seeds"] == 3
+    reversed_ = bootstrap_gaps(synthetic_runs(gd_shift=-0.3), draws=200)
+    assert all(row["gap_bpd"] == pytest.approx(-0.2) and row["p_gd_better"] == 0.0 for row in reversed_)
+    noisy = bootstrap_gaps(synthetic_runs(noise=0.05), draws=500)
+    assert all(row["gap_ci_low"] < row["gap_bpd"] < row["gap_ci_high"] for row in noisy)

@@ -42,6 +42,8 @@ flags.DEFINE_integer("schedule_epochs", None, "Epochs over which the learning ra
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on the steps of an epoch (default: the whole train split).")
 flags.DEFINE_integer("validation_examples", 0, "Hold out this many of the last training images as a validation "
                      "split, evaluated at the end (validation_* in results.json); 0: none.")
+flags.DEFINE_integer("curve_points", 0, "Evaluate the held-out ELBO and KL this many times during training, evenly "
+                     "spaced (validation split if any, else test), into model_dir/curve.jsonl; 0: only at the end.")
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate at the first step.")
 flags.DEFINE_float("final_learning_rate", 4e-6, "Learning rate reached at the last step.")
 flags.DEFINE_enum("lr_schedule", "exponential", list(LR_SCHEDULES), "How the rate anneals (exponential: geometric).")

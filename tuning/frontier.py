@@ -21,7 +21,9 @@ import sys
 import numpy as np
 
 from gd_bottleneck.training import files
+from tuning import convergence
 from tuning.hypermodel import kind_of
+from tuning.statistics import bootstrap_gaps, curve_at, mean_ci
 
 STRENGTH = {"gaussian_dropout": "dropout_rate", "variational": "beta", "auxiliary_decoder": "aux_weight", "none": None}
 LABELS = {"gaussian_dropout": "Gaussian dropout (GD), rate p", "variational": "variational bottleneck (VB), beta",
@@ -55,12 +57,15 @@ def load_runs(paths, split="test"):
         strength_field = STRENGTH[kind]
         records.append({"path": path, "kind": kind, "strength": config[strength_field] if strength_field else None,
                         "seed": config["seed"], "steps": results["steps"],
-                        "elbo_bpd": results[f"{split}_elbo_bpd"], "kl_bpd": results[f"{split}_kl_bpd"]})
+                        "elbo_bpd": results[f"{split}_elbo_bpd"], "kl_bpd": results[f"{split}_kl_bpd"],
+                        "wall_time_s": results.get("wall_time_s"),
+                        **convergence.convergence_of(os.path.dirname(path))})
     return records
 
 
 def aggregate(records):
-    """One row per (kind, strength): n seeds, mean and standard deviation (ddof=1; 0 for one seed) of ELBO and KL."""
+    """One row per (kind, strength): n seeds, mean, standard deviation (ddof=1; 0 for one seed) and the half-width of
+    a Student-t 95% interval (NaN for one seed) of ELBO and KL, and how many of the runs converged."""
     groups = {}
     for record in records:
         groups.setdefault((record["kind"], record["strength"]), []).append(record)
@@ -72,18 +77,11 @@ def aggregate(records):
             values = np.array([member[metric] for member in members], np.float64)
             row[f"{metric}_mean"] = float(values.mean())
             row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            row[f"{metric}_ci95"] = mean_ci(values)[1]
+        row["converged"] = sum(member.get("converged") is True for member in members)
         rows.append(row)
     order = list(STRENGTH)
     return sorted(rows, key=lambda row: (order.index(row["kind"]), row["strength"] or 0.0))
-
-
-def curve_at(rows, kl):
-    """The ELBO of the piecewise-linear curve through ``rows`` (sorted by KL) at ``kl``; NaN outside its range."""
-    points = sorted((row["kl_bpd_mean"], row["elbo_bpd_mean"]) for row in rows)
-    kls = [point[0] for point in points]
-    if not points or kl < kls[0] or kl > kls[-1]:
-        return math.nan
-    return float(np.interp(kl, kls, [point[1] for point in points]))
 
 
 def compare(rows):
@@ -116,8 +114,10 @@ def dominance(rows):
             for row in rows]
 
 
-def plot(rows, records, out, split="test"):
-    """Figure 2's axes: seeds as small points, setting means with ±1 std bars, each kind's settings joined by KL."""
+def plot(rows, records, out, split="test", floor=None):
+    """Figure 2's axes: seeds as small points, setting means with 95% intervals over seeds (±1 std where there is
+    one seed), each kind's settings joined in order of bottleneck strength, and the dataset's entropy floor (a
+    dict from ``data.entropy_floor``) as a line no model can cross."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,15 +133,19 @@ def plot(rows, records, out, split="test"):
         seeds = [record for record in records if record["kind"] == kind]
         axes.scatter([r["kl_bpd"] for r in seeds], [r["elbo_bpd"] for r in seeds], color=color, marker=marker,
                      s=12, alpha=0.35, linewidths=0)
-        line = sorted(mine, key=lambda row: row["kl_bpd_mean"])
+        line = sorted(mine, key=lambda row: row["strength"] or 0.0)
+        bar = lambda row, metric: row[f"{metric}_std"] if math.isnan(row[f"{metric}_ci95"]) else row[f"{metric}_ci95"]
         axes.errorbar([r["kl_bpd_mean"] for r in line], [r["elbo_bpd_mean"] for r in line],
-                      xerr=[r["kl_bpd_std"] for r in line], yerr=[r["elbo_bpd_std"] for r in line], color=color,
+                      xerr=[bar(r, "kl_bpd") for r in line], yerr=[bar(r, "elbo_bpd") for r in line], color=color,
                       marker=marker, markersize=7 if kind in ("gaussian_dropout", "variational") else 11,
                       linestyle="-" if len(line) > 1 else "none", capsize=2, label=LABELS[kind])
         for row in line:
             if row["strength"] is not None and kind != "auxiliary_decoder":
                 axes.annotate(f"{row['strength']:g}", (row["kl_bpd_mean"], row["elbo_bpd_mean"]), fontsize=7,
                               xytext=(4, 4), textcoords="offset points", color=color)
+    if floor is not None:
+        axes.axhline(floor["floor_bpd"], color="grey", linestyle="--", linewidth=1,
+                     label=f"entropy floor H(x | scene) = {floor['floor_bpd']:.3f}")
     axes.set_xlabel(f"VAE KL ({split}, bits/dim)")
     axes.set_ylabel(f"negative ELBO ({split}, bits/dim)")
     axes.set_title("ELBO vs. VAE KL (lower right is better)")
@@ -181,6 +185,8 @@ def main(argv=None):
     parser.add_argument("--csv", help="where to write the per-setting table (.csv)")
     parser.add_argument("--runs_csv", help="where to write the per-run table (.csv)")
     parser.add_argument("--split", default="test", choices=("test", "validation"), help="which evaluation to use")
+    parser.add_argument("--floor", help="entropy_floor.json (python -m tuning.entropy_floor) to draw on the plot")
+    parser.add_argument("--gaps_csv", help="where to write the GD-vs-VB gaps with bootstrap intervals (.csv)")
     args = parser.parse_args(argv)
     try:
         records = load_runs(args.results, args.split)
@@ -189,14 +195,21 @@ def main(argv=None):
     if not records:
         parser.error(f"No results.json found under {args.results}.")
     rows = aggregate(records)
-    print(f"{len(records)} runs, {len(rows)} settings ({args.split} split, bits/dim; std over seeds)")
-    print(format_table(rows, ["kind", "strength", "n", "elbo_bpd_mean", "elbo_bpd_std", "kl_bpd_mean",
-                              "kl_bpd_std"]))
+    print(f"{len(records)} runs, {len(rows)} settings ({args.split} split, bits/dim; mean and 95% t-interval "
+          "half-width over seeds; converged: runs meeting the criterion of tuning/convergence.py)")
+    print(format_table(rows, ["kind", "strength", "n", "elbo_bpd_mean", "elbo_bpd_ci95", "kl_bpd_mean",
+                              "kl_bpd_ci95", "converged"]))
     comparison = compare(rows)
     if comparison and any(row["kind"] == "gaussian_dropout" for row in rows):
         print("\nVB settings against the GD curve at the same KL (gap > 0: GD has the better ELBO; nan: outside "
               "GD's KL range)")
         print(format_table(comparison, list(comparison[0])))
+        gaps = bootstrap_gaps(records)
+        print("\nThe same gaps with 95% bootstrap intervals over seeds (resampled jointly, keeping the pairing), the "
+              "share of resamples where GD is better, and where VB's KL falls inside GD's range")
+        print(format_table(gaps, list(gaps[0])))
+        if args.gaps_csv:
+            write_csv(gaps, args.gaps_csv)
     print("\nDominance on the seed means (dominated_by: settings of another kind with at least this KL and at most "
           "this ELBO)")
     print(format_table(dominance(rows), ["setting", "kl_bpd", "elbo_bpd", "dominated_by"]))
@@ -205,7 +218,7 @@ def main(argv=None):
     if args.runs_csv:
         write_csv(records, args.runs_csv)
     if args.out:
-        plot(rows, records, args.out, args.split)
+        plot(rows, records, args.out, args.split, files.read_json(args.floor) if args.floor else None)
     return 0
 
 

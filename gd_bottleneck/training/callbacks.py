@@ -1,6 +1,8 @@
 """Keras callbacks of a training run: checkpoints with a stop guard, progress lines, TensorBoard image grids."""
 
+import json
 import math
+import os
 import signal
 import time
 
@@ -137,3 +139,50 @@ class ImageSummaries(keras.callbacks.Callback):
             for name, grid in (("data", self.images), ("reconstructions", reconstructions), ("samples", samples)):
                 tf.summary.image(name, image_grid(grid))
         self.writer.flush()
+
+
+class LearningCurve(keras.callbacks.Callback):
+    """Evaluates the test-mode ELBO and KL (bits/dim) of held-out images at ``points`` evenly spaced steps, and
+    appends ``{"step", "elbo_bpd", "kl_bpd", "wall_time_s"}`` lines to ``path`` (JSON lines).
+
+    Why not ``model.evaluate``: called inside ``fit`` it would reset the metrics the training step accumulates. The
+    held-out figures are computed directly, batch by batch, with the same fixed evaluation noise as ``evaluate``, so
+    the last point equals the final evaluation. A resumed run appends its points after the earlier ones; readers
+    keep the last line per step (:func:`read_curve`).
+    """
+
+    def __init__(self, images, batch_size, total_steps, points, path, wall_time):
+        super().__init__()
+        self.images, self.batch_size, self.path, self.wall_time = images, batch_size, path, wall_time
+        self.steps = {round(total_steps * (index + 1) / points) for index in range(points)}
+        self._figures = None
+
+    def _evaluate(self):
+        if self._figures is None:
+            self._figures = tf.function(lambda batch: self.model.elbo(batch))
+        sums = {"elbo_bpd": 0.0, "kl_bpd": 0.0}
+        for start in range(0, len(self.images), self.batch_size):
+            figures = self._figures(tf.constant(self.images[start:start + self.batch_size]))
+            for name in sums:
+                sums[name] += float(tf.reduce_sum(figures[name]))
+        return {name: value / len(self.images) for name, value in sums.items()}
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step not in self.steps:
+            return
+        point = {"step": step, **self._evaluate(), "wall_time_s": round(self.wall_time.total(), 1)}
+        with open(self.path, "a") as stream:
+            stream.write(json.dumps(point) + "\n")
+
+
+def read_curve(path):
+    """The points of a ``curve.jsonl``, one per step (the last written wins: a resumed run redoes steps), by step."""
+    points = {}
+    if os.path.exists(path):
+        with open(path) as stream:
+            for line in stream:
+                if line.strip():
+                    point = json.loads(line)
+                    points[point["step"]] = point
+    return [points[step] for step in sorted(points)]

@@ -153,6 +153,11 @@ def _fit(config, model, manager, run_data, start_step, wall_time, chief, write):
     bar = config.progress == "bar" or (config.progress == "auto" and sys.stdout.isatty())
     if not bar:
         fit_callbacks.append(callbacks.ProgressLines(run_data.total_steps, config.batch_size, config.log_every, write))
+    if chief and config.curve_points:
+        held_out = run_data.validation if run_data.validation is not None else run_data.test
+        fit_callbacks.append(callbacks.LearningCurve(
+            held_out, config.eval_batch_size or config.batch_size, run_data.total_steps, config.curve_points,
+            os.path.join(config.model_dir, "curve.jsonl"), wall_time))
     if chief:  # one writer of the events: the workers' would interleave in the same files
         log_dir = os.path.join(config.model_dir, "tensorboard")
         fit_callbacks.append(keras.callbacks.TensorBoard(log_dir, update_freq=config.log_every))

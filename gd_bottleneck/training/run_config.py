@@ -18,7 +18,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 # Fields a resumed run may change: where things are read and written, how often, on what hardware.
 RESUMABLE_CHANGES = frozenset({"data_dir", "manual_dir", "model_dir", "export", "export_dir", "checkpoint_every",
                                "keep_checkpoints", "strategy", "cpu_replicas", "log_every", "progress",
-                               "image_summaries", "eval_batch_size", "deterministic"})
+                               "image_summaries", "eval_batch_size", "deterministic", "curve_points"})
 
 
 def _choice(value, name, choices):
@@ -55,6 +55,7 @@ class RunConfig:
     schedule_epochs: int | None = None  # learning-rate annealing horizon (>= epochs); default: epochs
     steps_per_epoch: int | None = None  # cap; default: the whole train split per epoch
     validation_examples: int = 0  # > 0: hold out the last N training images, evaluated at the end as validation_*
+    curve_points: int = 0  # > 0: evaluate the held-out ELBO this many times, evenly spaced (model_dir/curve.jsonl)
     learning_rate: float = 1e-4
     final_learning_rate: float = 4e-6
     lr_schedule: str = "exponential"
@@ -102,6 +103,7 @@ class RunConfig:
         check_int(self.cpu_replicas, "cpu_replicas", 0)
         check_int(self.validation_examples, "validation_examples", 0)
         check_int(self.image_summaries, "image_summaries", 0)
+        check_int(self.curve_points, "curve_points", 0)
         check_seed(self.seed)
         _positive(self.learning_rate, "learning_rate")
         _positive(self.final_learning_rate, "final_learning_rate")

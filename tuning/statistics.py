@@ -1,0 +1,84 @@
+"""Uncertainty for the Figure 2 comparison: confidence intervals over seeds, and GD against VB at matched KL.
+
+Every setting is trained with the same seeds, and a seed fixes the initial weights, the noise streams and the data
+order, so runs of different settings with the same seed are *paired*. Two tools:
+
+- :func:`mean_ci`: a setting's mean over seeds with a Student-t 95% interval (few seeds: the t quantile is large,
+  4.30 for 3 seeds, which is the honest width).
+- :func:`bootstrap_gaps`: for every variational (VB) setting, the gap between its ELBO and the Gaussian dropout (GD)
+  trade-off curve at the same KL (VB - GD; > 0: GD is better there), with a percentile interval from resampling
+  the *seeds* (jointly for all settings, which keeps the pairing), and how often GD's curve is better. With n
+  seeds there are only C(2n-1, n) distinct resamples (10 for 3 seeds), so the interval is coarse; it is reported
+  with the number of seeds so a reader can judge.
+"""
+
+import math
+
+import numpy as np
+from scipy import stats
+
+
+def curve_at(rows, kl):
+    """The ELBO of the piecewise-linear curve through ``rows`` (sorted by KL) at ``kl``; NaN outside its range."""
+    points = sorted((row["kl_bpd_mean"], row["elbo_bpd_mean"]) for row in rows)
+    kls = [point[0] for point in points]
+    if not points or kl < kls[0] or kl > kls[-1]:
+        return math.nan
+    return float(np.interp(kl, kls, [point[1] for point in points]))
+
+
+def mean_ci(values, level=0.95):
+    """``(mean, half_width)`` of a Student-t interval; half_width is NaN for fewer than 2 values."""
+    values = np.asarray(values, np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan
+    quantile = stats.t.ppf(0.5 + level / 2, df=len(values) - 1)
+    return mean, float(quantile * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def _setting_means(records, seeds):
+    """Per (kind, strength): mean ELBO and KL over the runs whose seed is in ``seeds`` (repeats count repeatedly)."""
+    by_setting = {}
+    for record in records:
+        by_setting.setdefault((record["kind"], record["strength"]), {})[record["seed"]] = record
+    rows = []
+    for (kind, strength), runs in by_setting.items():
+        chosen = [runs[seed] for seed in seeds if seed in runs]
+        if chosen:
+            rows.append({"kind": kind, "strength": strength,
+                         "elbo_bpd_mean": float(np.mean([run["elbo_bpd"] for run in chosen])),
+                         "kl_bpd_mean": float(np.mean([run["kl_bpd"] for run in chosen]))})
+    return rows
+
+
+def _gaps(rows):
+    gd = [row for row in rows if row["kind"] == "gaussian_dropout"]
+    return {row["strength"]: row["elbo_bpd_mean"] - curve_at(gd, row["kl_bpd_mean"])
+            for row in rows if row["kind"] == "variational"}
+
+
+def bootstrap_gaps(records, draws=2000, level=0.95, seed=0):
+    """One dict per VB setting: its KL, the gap to GD's curve on all seeds, a percentile interval over seed
+    resamples, the share of resamples where GD is better (gap > 0) and where VB's KL lies inside GD's range."""
+    seeds = sorted({record["seed"] for record in records})
+    point = _gaps(_setting_means(records, seeds))
+    vb_kl = {row["strength"]: row["kl_bpd_mean"] for row in _setting_means(records, seeds)
+             if row["kind"] == "variational"}
+    rng = np.random.default_rng(seed)
+    samples = {beta: [] for beta in point}
+    for _ in range(draws):
+        resampled = list(rng.choice(seeds, size=len(seeds), replace=True))
+        for beta, gap in _gaps(_setting_means(records, resampled)).items():
+            samples[beta].append(gap)
+    result = []
+    for beta in sorted(point):
+        values = np.array(samples[beta], np.float64)
+        inside = values[np.isfinite(values)]
+        low, high = (np.percentile(inside, [50 * (1 - level), 50 * (1 + level)]) if len(inside) else
+                     (math.nan, math.nan))
+        result.append({"beta": beta, "kl_bpd": vb_kl[beta], "gap_bpd": point[beta], "gap_ci_low": float(low),
+                       "gap_ci_high": float(high),
+                       "p_gd_better": float(np.mean(inside > 0)) if len(inside) else math.nan,
+                       "share_in_gd_range": float(len(inside) / len(values)), "seeds": len(seeds)})
+    return result
