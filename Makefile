@@ -23,7 +23,7 @@ tour: $(STAMP)
 	$(PY) -m examples.quick_tour
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile  # 2 processes, one test file each at a time (module fixtures stay whole)
 
 # The Figure 2 sweep at CPU scale (README, "Figure 2 at CPU scale"): about 75 minutes on 2 cores; rerunning resumes.
 figure2: $(STAMP)

@@ -62,3 +62,16 @@ def test_cached_sampler_draws_exactly_the_reference_samples(config, bottleneck):
     assert reference.dtype == cached.dtype == np.uint8 and cached.shape == (6, 8, 8, 3)
     assert len(np.unique(reference)) > 100  # real samples, not saturated or constant images
     np.testing.assert_array_equal(cached, reference)
+
+
+def test_figure3_grids_share_z_along_rows_and_vary_the_decoder_noise():
+    from trainers.sample import row_shared_latents
+    model = HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.1, seed=0)
+    seed = tf.constant([4, 0])
+    z = row_shared_latents(model, seed, num=10, columns=4).numpy()  # rows of 4, 4, 2
+    assert z.shape[0] == 10
+    for row in range(3):
+        block = z[row * 4:(row + 1) * 4]
+        np.testing.assert_array_equal(block, np.broadcast_to(block[0], block.shape))
+    assert not np.array_equal(z[0], z[4]) and not np.array_equal(z[4], z[8])
+    np.testing.assert_array_equal(z[::4], sampling.prior_latents(model, seed, 3).numpy())

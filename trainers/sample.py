@@ -2,6 +2,7 @@
 
     python -m trainers.sample --model_dir=runs/demo --num=64 --out=samples.png
     python -m trainers.sample --model_dir=runs/demo --num=16 --reconstruct --out=recon.png   # test images -> z -> x
+    python -m trainers.sample --model_dir=runs/demo --num=32 --rows_share_z --out=per_z.png  # 4 z, 8 samples each
 
 Uses the newest checkpoint and the cached sampler; the same --seed gives the same images. The paper's Figure 3
 shows such grids for different dropout rates and KL weights.
@@ -22,6 +23,14 @@ flags.DEFINE_string("out", "samples.png", "Output PNG path.")
 flags.DEFINE_integer("seed", 0, "Sampling seed, in [0, 2**31).", lower_bound=0, upper_bound=2**31 - 1)
 flags.DEFINE_integer("columns", 8, "Images per row of the grid, >= 1.", lower_bound=1)
 flags.DEFINE_bool("reconstruct", False, "Reconstruct the first --num test images (left: data, right: samples).")
+flags.DEFINE_bool("rows_share_z", False, "Every row of the grid shares one z ~ N(0, I) and varies only the "
+                  "decoder's noise: what stays fixed along a row is what the latents hold (the paper's Figure 3).")
+
+
+def row_shared_latents(model, seed, num, columns):
+    """``num`` latents for a grid of ``columns`` per row where each row repeats one z ~ N(0, I)."""
+    rows = -(-num // columns)
+    return tf.repeat(sampling.prior_latents(model, seed, rows), columns, axis=0)[:num]
 
 
 def main(argv):
@@ -30,6 +39,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     if not FLAGS.model_dir:
         raise app.UsageError("Flag --model_dir is required.")
+    if FLAGS.reconstruct and FLAGS.rows_share_z:
+        raise app.UsageError("Flags --reconstruct and --rows_share_z exclude each other.")
     if not FLAGS.out.lower().endswith(".png"):
         raise app.UsageError(f"Flag --out must name a .png file. Received: {FLAGS.out!r}")
     try:
@@ -42,10 +53,14 @@ def main(argv):
                                      config.manual_dir)[:FLAGS.num]
         images = sampling.cached_samples(model, sampling.posterior_latents(model, originals, seed), seed).numpy()
         images = np.concatenate([originals, images], axis=2)  # each cell: data | reconstruction
+    elif FLAGS.rows_share_z:
+        z = row_shared_latents(model, seed, FLAGS.num, FLAGS.columns)
+        images = sampling.cached_samples(model, z, seed).numpy()  # image b's decoder noise is keyed by (seed, b)
     else:
         images = sampling.cached_samples(model, sampling.prior_latents(model, seed, FLAGS.num), seed).numpy()
     write_png_grid(FLAGS.out, images, FLAGS.columns)
-    print(f"Wrote {len(images)} {'reconstructions' if FLAGS.reconstruct else 'samples'} from {checkpoint} "
+    kind = "reconstructions" if FLAGS.reconstruct else "samples (rows share z)" if FLAGS.rows_share_z else "samples"
+    print(f"Wrote {len(images)} {kind} from {checkpoint} "
           f"to {FLAGS.out}")
 
 

@@ -92,7 +92,8 @@ def main(argv=None):
         record["mean_r2"] = float(np.mean([record[name] for name in inputs[key][1]]))
         print(f"{record['kind']} {record['strength']} seed {record['seed']}: KL {record['kl_bpd']:.4f}, "
               f"mean R^2 {record['mean_r2']:.3f}", flush=True)
-    names = [name for name in records[0] if name not in ("path", "steps", "elbo_bpd")]
+    names = [name for name in records[0] if name not in ("path", "steps", "elbo_bpd", "wall_time_s", "converged",
+                                                         "improvement_last_quarter_bpd")]
     settings = {}
     for record in records:
         settings.setdefault((record["kind"], record["strength"]), []).append(record)
