@@ -159,6 +159,8 @@ def test_grid_search_enumerates_each_conditional_setting_once(tmp_path, monkeypa
                       + [("variational", None, beta, seed) for beta in (0.2, 0.4) for seed in (0, 1)]
                       + [("none", None, None, 0), ("none", None, None, 1)])
     assert settings == expected
+    seeds = [config.seed for config in fake.configs]
+    assert seeds == sorted(seeds)  # every setting with seed 0 first: a sweep stopped part-way covers the curve
     best = search_tuner.oracle.get_best_trials(1)[0]
     assert best.hyperparameters.values == {"bottleneck": "none", "seed": 0} and best.score == pytest.approx(5.0)
     for config in fake.configs:  # every trial is a normal run folder inside the search directory

@@ -3,3 +3,7 @@
     python -m tuning.search --flagfile=demo.flags --tuner=grid --directory=runs/search --tune_dropout_rate=0.1,0.5
     python -m tuning.frontier runs/search --out frontier.png --csv frontier.csv
 """
+
+from trainers.quiet_start import quiet_tensorflow_start
+
+quiet_tensorflow_start()

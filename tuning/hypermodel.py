@@ -58,10 +58,14 @@ class TrainerHyperModel(kt.HyperModel):
     def declare_hyperparameters(self, hp):
         """Registers every tuned setting (conditional ones in their kind's scope); returns this trial's values."""
         values = {}
-        if "bottleneck" in self.tunables:
-            values["bottleneck"] = self.tunables["bottleneck"].declare(hp)
+        # Declared first, the seed varies slowest in a grid (KerasTuner's grid advances the last-declared setting
+        # first): every setting runs with seed 0 before any runs with seed 1, so a sweep stopped part-way already
+        # covers the whole trade-off curve.
+        for name in ("seed", "bottleneck"):
+            if name in self.tunables:
+                values[name] = self.tunables[name].declare(hp)
         for name, tunable in self.tunables.items():
-            if name == "bottleneck":
+            if name in ("seed", "bottleneck"):
                 continue
             condition = tunable.kind_condition
             if condition and "bottleneck" in self.tunables:
