@@ -10,6 +10,9 @@ Signatures (images are uint8 ``[n, H, W, 3]``, H = W = the model's image_size; s
     encode                      images -> latent_mean, latent_stddev [n, l, l, c]   the posterior q(z | x)
     elbo                        images -> elbo_bpd [n], kl_bpd [n]   test mode (no bottleneck noise), bits/dim
 
+Each version carries ``assets.extra/tf_serving_warmup_requests``: one ``sample`` request (1 image) that TF Serving
+replays when it loads the version, so the first real request does not pay the sampler's graph optimisation.
+
 Sampling uses the cached sampler; image b of a request with seed s is the same whatever the request's size. The
 SavedModel is plain TensorFlow: it loads without this package. Requests with ``num_samples`` or ``n`` outside
 ``[1, MAX_IMAGES_PER_REQUEST]`` fail with INVALID_ARGUMENT; wrong dtypes or shapes are rejected by the signature.
@@ -27,6 +30,7 @@ from gd_bottleneck import sampling
 from gd_bottleneck.errors import ExportError
 
 MAX_IMAGES_PER_REQUEST = 256  # bounds a request's time and memory; split bigger ones
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 def existing_versions(base_dir):
@@ -128,6 +132,21 @@ def remove_abandoned_staging(base_dir):
     return removed
 
 
+def write_warmup_requests(version_dir):
+    """Writes TF Serving's warm-up file: a TFRecord of ``PredictionLog`` protos, here one ``sample`` request for
+    one image with seed [0, 0] (the proto classes come from tensorflow-serving-api)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name="sample"))
+    request.inputs["num_samples"].CopyFrom(tf.make_tensor_proto(1, tf.int32))
+    request.inputs["seed"].CopyFrom(tf.make_tensor_proto([0, 0], tf.int32))
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    path = os.path.join(version_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(log.SerializeToString())
+
+
 def export_saved_model(model, base_dir):
     """Writes ``model`` as the next version under ``base_dir`` and returns the version's path.
 
@@ -146,6 +165,7 @@ def export_saved_model(model, base_dir):
     try:
         try:
             archive.write_out(staging, verbose=False)
+            write_warmup_requests(staging)
         except (OSError, tf.errors.OpError) as error:
             raise ExportError(f"Could not write a SavedModel under {base_dir} ({type(error).__name__}: "
                               f"{str(error).strip().splitlines()[-1][:200]}); is the disk full? Existing versions "

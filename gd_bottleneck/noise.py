@@ -8,7 +8,8 @@ things only: the layer's integer ``seed``, a per-layer call counter, and the glo
   valid Philox bit stream (measured on TF 2.21), so XLA runs reproduce each other but not non-XLA runs.
 * **Checkpointable.** The counter is an ordinary (non-trainable, int64) layer weight, so ``tf.train.Checkpoint``,
   ``save_weights`` and ``.keras`` files all carry it: a resumed run continues the noise stream instead of replaying
-  it (Keras' own ``SeedGenerator`` state is *not* saved, see shared/ECOSYSTEM.md item 8).
+  it (Keras' own ``SeedGenerator`` state is *not* saved by ``tf.train.Checkpoint`` or ``.weights.h5``, measured on
+  Keras 3.15).
 * **Replica-consistent.** Under ``tf.distribute`` each replica draws the noise of the *whole global batch* and keeps
   its own slice (rows ``[r * b, (r + 1) * b)`` for replica ``r`` with local batch ``b``). Replicas therefore get
   different noise, and N replicas produce exactly the noise a single replica would for the same global batch, so

@@ -1,10 +1,12 @@
 """SavedModel export: version layout, atomic publication, no overwrite, signatures, a fresh process, bad requests."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import keras
 import numpy as np
@@ -259,3 +261,45 @@ def test_a_full_disk_during_an_export_is_a_clear_error_and_keeps_earlier_version
     assert export.existing_versions(base) == [1]
     assert sorted(name for name in os.listdir(base) if name.startswith(".")) == [os.path.basename(live)]
     assert loaded.signatures["sample"](num_samples=tf.constant(1), seed=tf.constant([0, 0]))["images"].shape[0] == 1
+
+
+def test_the_warmup_file_holds_a_sample_request_that_the_version_answers(exported, loaded):
+    from tensorflow_serving.apis import prediction_log_pb2
+    records = list(tf.data.TFRecordDataset(os.path.join(exported[1], export.WARMUP_FILE)).as_numpy_iterator())
+    assert len(records) == 1
+    request = prediction_log_pb2.PredictionLog.FromString(records[0]).predict_log.request
+    assert request.model_spec.signature_name == "sample"
+    inputs = {name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
+    assert inputs["num_samples"].dtype == tf.int32 and inputs["seed"].dtype == tf.int32  # the signature's dtypes
+    images = loaded.signatures["sample"](**inputs)["images"]  # what TF Serving replays when it loads the version
+    assert images.shape == (1, 8, 8, 3)
+
+
+@pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
+                    reason="TF Serving's server binary is not installable from this machine's registries")
+def test_tensorflow_serving_loads_the_version_and_answers_rest_requests(exported, library_samples, tmp_path):
+    import json
+    import urllib.request
+    from gd_bottleneck.client import rest_request
+    base = os.path.dirname(exported[1])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(["tensorflow_model_server", f"--rest_api_port={port}", "--port=0", "--model_name=tiny",
+                               f"--model_base_path={base}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models/tiny:predict"
+        body = json.dumps(rest_request("sample", num_samples=3, seed=SEED)).encode()
+        for _ in range(120):  # the server loads the version (and replays the warm-up request) first
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, body), timeout=30) as response:
+                    outputs = json.loads(response.read())["outputs"]
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("TF Serving did not answer within 60 s")
+        np.testing.assert_array_equal(np.array(outputs, np.uint8), library_samples)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

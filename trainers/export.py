@@ -1,6 +1,6 @@
 """Export a trained model as the next SavedModel version for TF Serving (signatures: sample, reconstruct, encode, elbo).
 
-    python -m trainers.export --model_dir=runs/demo --export_dir=saved_models/demo
+    python -m trainers.export --model_dir=runs/demo          # -> saved_models/demo/<next version>
 
 Writes ``<export_dir>/<next integer version>/`` atomically from the newest checkpoint in ``--model_dir``; existing
 versions are never overwritten. Prints the version's path.
@@ -11,24 +11,25 @@ from absl import app, flags, logging
 from gd_bottleneck import cli
 from gd_bottleneck.export import export_saved_model
 from gd_bottleneck.training.checkpoints import load_trained_model
+from gd_bottleneck.training.run_config import default_export_base
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A training run's folder (run_config.json + checkpoints/) (required).")
-flags.DEFINE_string("export_dir", None, "SavedModel base folder, e.g. saved_models/<name> (required).")
+flags.DEFINE_string("export_dir", None, "SavedModel base folder (default: saved_models/<run name>, the run name "
+                    "being --model_dir's last folder).")
 
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
-    for name in ("model_dir", "export_dir"):
-        if not FLAGS[name].value:
-            raise app.UsageError(f"Flag --{name} is required.")
+    if not FLAGS.model_dir:
+        raise app.UsageError("Flag --model_dir is required.")
     try:
         model, _, checkpoint = load_trained_model(FLAGS.model_dir)
     except FileNotFoundError as error:
         raise app.UsageError(str(error).replace("`model_dir`", "--model_dir"))
-    path = export_saved_model(model, FLAGS.export_dir)
+    path = export_saved_model(model, FLAGS.export_dir or default_export_base(FLAGS.model_dir))
     print(f"Exported {checkpoint} to {path}")
 
 

@@ -6,6 +6,7 @@ resumes only if the fields that shape the model, the data order and the schedule
 """
 
 import dataclasses
+import os
 
 from gd_bottleneck.config import PRESETS
 from gd_bottleneck.data.pipeline import DATASETS, builder_name
@@ -19,6 +20,14 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 RESUMABLE_CHANGES = frozenset({"data_dir", "manual_dir", "model_dir", "export", "export_dir", "checkpoint_every",
                                "keep_checkpoints", "strategy", "cpu_replicas", "log_every", "progress",
                                "image_summaries", "eval_batch_size", "deterministic", "curve_points"})
+
+
+SAVED_MODELS = "saved_models"
+
+
+def default_export_base(model_dir):
+    """``saved_models/<run name>``: TF Serving's ``--model_base_path`` for the run (versions 1, 2, ... inside)."""
+    return f"{SAVED_MODELS}/{os.path.basename(os.path.normpath(model_dir))}"
 
 
 def _choice(value, name, choices):
@@ -64,7 +73,7 @@ class RunConfig:
     adam_epsilon: float = 1e-8
     seed: int = 0
     export: bool = True  # write a SavedModel version at the end
-    export_dir: str | None = None  # default: model_dir/export
+    export_dir: str | None = None  # default: saved_models/<run name> (TF Serving's model base path)
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     strategy: str = "default"
@@ -124,7 +133,9 @@ class RunConfig:
 
     @property
     def export_base(self):
-        return self.export_dir or f"{self.model_dir.rstrip('/')}/export"
+        """Where versions go: ``export_dir``, or ``saved_models/<run name>`` (the run name is model_dir's last
+        folder), relative to the working directory (the repository root for the documented commands)."""
+        return self.export_dir or default_export_base(self.model_dir)
 
     def to_dict(self):
         return dataclasses.asdict(self)
