@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-clean tour test figure2 clean
+.PHONY: demo demo-clean tour test figure2 figure2-report clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,8 @@ $(STAMP): setup.cfg pyproject.toml
 # The main job on the embedded dataset (a few minutes); rerunning resumes, `make demo-clean` starts over.
 demo: $(STAMP)
 	$(PY) -m trainers.cifar --flagfile=demo.flags
+	$(PY) -m trainers.sample --model_dir=runs/demo --num=32 --out=runs/demo/samples.png
+	$(PY) -m trainers.sample --model_dir=runs/demo --num=16 --columns=4 --reconstruct --out=runs/demo/reconstructions.png
 
 demo-clean:
 	rm -rf runs/demo
@@ -25,12 +27,16 @@ tour: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile  # 2 processes, one test file each at a time (module fixtures stay whole)
 
-# The Figure 2 sweep at CPU scale (README, "Figure 2 at CPU scale"): about 75 minutes on 2 cores; rerunning resumes.
+# The Figure 2 sweep at CPU scale (results/figure2/README.md); rerunning resumes where it stopped.
 figure2: $(STAMP)
 	PYTHON=$(PY) tuning/run_figure2.sh
-	$(PY) -m tuning.frontier runs/figure2 --out results/figure2/frontier.png --csv results/figure2/figure2.csv \
-		--runs_csv results/figure2/runs.csv
-	$(PY) -m tuning.probe runs/figure2 --csv results/figure2/probe.csv --runs_csv results/figure2/probe_runs.csv
+	$(MAKE) figure2-report
+
+# Tables and plot of the sweep so far (works on a partial sweep).
+figure2-report: $(STAMP)
+	$(PY) -m tuning.frontier results/figure2/search --out results/figure2/frontier.png \
+		--csv results/figure2/figure2.csv --runs_csv results/figure2/runs.csv --gaps_csv results/figure2/gaps.csv \
+		--floor results/figure2/entropy_floor.json | tee results/figure2/frontier.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,4 +1,4 @@
-"""A session-wide tfds data dir holding the embedded dataset's 8x8 config (built once, ~1 s)."""
+"""A session-wide tfds data dir holding the embedded dataset's small 8x8 config, shapes_tiny (built once, ~1 s)."""
 
 import pytest
 
@@ -8,5 +8,5 @@ from gd_bottleneck import data
 @pytest.fixture(scope="session")
 def shapes_data_dir(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("tfds"))
-    data.prepare("shapes", 8, data_dir=folder)
+    data.prepare("shapes_tiny", 8, data_dir=folder)
     return folder

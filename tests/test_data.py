@@ -34,10 +34,10 @@ def test_recorded_factors_describe_the_pixels():
 
 
 def test_the_tfds_build_holds_exactly_the_rendered_scenes_with_aligned_factors(shapes_data_dir):
-    images = data.load_images("shapes", "test", 8, data_dir=shapes_data_dir)
-    factors = data.load_factors("test", 8, data_dir=shapes_data_dir)
+    images = data.load_images("shapes_tiny", "test", 8, data_dir=shapes_data_dir)
+    factors = data.load_factors("test", 8, data_dir=shapes_data_dir, dataset="shapes_tiny")
     assert images.shape == (128, 8, 8, 3) and images.dtype == np.uint8
-    assert data.load_images("shapes", "train", 8, data_dir=shapes_data_dir).shape == (512, 8, 8, 3)
+    assert data.load_images("shapes_tiny", "train", 8, data_dir=shapes_data_dir).shape == (512, 8, 8, 3)
     rendered = {}
     for index in range(128):
         image, scene = shapes.render_scene(np.random.default_rng([shapes.SPLIT_IDS["test"], index]), 8)
@@ -107,17 +107,17 @@ def test_processes_that_start_at_once_all_get_the_dataset_built_once(tmp_path):
     import sys
 
     script = ("import sys, numpy as np; from gd_bottleneck import data; "
-              "images = data.load_images('shapes', 'test', 8, data_dir=sys.argv[1]); "
+              "images = data.load_images('shapes_tiny', 'test', 8, data_dir=sys.argv[1]); "
               "print(images.shape[0], int(images.astype(np.int64).sum()))")
     processes = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outputs = [process.communicate(timeout=300) for process in processes]
     for process, (stdout, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr[-2000:]
-    expected = data.load_images("shapes", "test", 8, data_dir=str(tmp_path))
+    expected = data.load_images("shapes_tiny", "test", 8, data_dir=str(tmp_path))
     assert {stdout.split()[-2] + " " + stdout.split()[-1] for stdout, _ in outputs} == \
         {f"{expected.shape[0]} {int(expected.astype(np.int64).sum())}"}
-    assert not list(tmp_path.glob("gd_shapes/8/incomplete*"))
+    assert not list(tmp_path.glob("gd_shapes/8_tiny/incomplete*"))
 
 
 # --- the entropy floor of the embedded dataset ---

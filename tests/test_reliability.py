@@ -251,7 +251,7 @@ def test_user_errors_found_at_run_time_are_one_line_without_a_traceback(tmp_path
     existing = tmp_path / "existing"
     files.write_json_atomically(str(existing / "run_config.json"),
                                 run_settings(existing, shapes_data_dir, dropout_rate=0.3).to_dict())
-    common = [f"--data_dir={shapes_data_dir}", "--image_size=8", "--dropout_rate=0.1", "--noexport",
+    common = [f"--data_dir={shapes_data_dir}", "--dataset=shapes_tiny", "--image_size=8", "--dropout_rate=0.1", "--noexport",
               *[f"--{name}={value}" for name, value in TINY_OVERRIDES.items()]]
     cases = {  # name: (arguments, exit status, expected text)
         "settings": ([f"--model_dir={existing}", "--steps_per_epoch=2", "--epochs=2", "--checkpoint_every=1",
@@ -260,7 +260,7 @@ def test_user_errors_found_at_run_time_are_one_line_without_a_traceback(tmp_path
                      "holds a run with different settings (dropout_rate: 0.3 -> 0.1)"),
         "cifar": ([f"--model_dir={tmp_path / 'cifar'}", "--dataset=cifar10", "--image_size=32",
                    f"--manual_dir={tmp_path}"], 2, "has no cifar-10-binary.tar.gz"),
-        "image_size": ([f"--model_dir={tmp_path / 'size'}", "--image_size=64"], 1,
+        "image_size": ([f"--model_dir={tmp_path / 'size'}", "--dataset=shapes", "--image_size=64"], 1,
                        "Flag `--image_size` must be one of [8, 16, 32] with dataset 'shapes'"),
     }
     processes = {name: subprocess.Popen([sys.executable, "-m", "trainers.cifar", *common, *arguments], cwd=REPO,

@@ -7,6 +7,7 @@ module fixture ``runs``, and the tests check what each run left behind.
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -33,7 +34,7 @@ COMPARED_STEP = 10  # replica runs are compared with the 1-replica run here, bef
 
 def trainer_command(model_dir, data_dir, *extra):
     return [sys.executable, "-m", "trainers.cifar", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
-            "--dataset=shapes", "--image_size=8", "--dropout_rate=0.1", "--batch_size=8", "--epochs=3",
+            "--dataset=shapes_tiny", "--image_size=8", "--dropout_rate=0.1", "--batch_size=8", "--epochs=3",
             "--steps_per_epoch=20", "--checkpoint_every=10", "--keep_checkpoints=20", "--log_every=10",
             "--image_summaries=0", "--progress=lines", "--learning_rate=1e-3", "--deterministic", "--noexport",
             *TINY_FLAGS, *extra]
@@ -285,3 +286,14 @@ def test_sample_cli_writes_a_png_grid(runs):
     grid = tf.io.decode_png(tf.io.read_file(out)).numpy()
     assert grid.shape == (16, 32, 3)  # 2 rows x 4 columns of 8x8 images
     assert grid[:8].std() > 0 and not os.path.exists(out + ".partial")
+
+
+@pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(REPO, "*.flags")) +
+                                            glob.glob(os.path.join(REPO, "tuning", "*.flags"))))
+def test_every_flagfile_header_names_its_command_and_cites_files_that_exist(flagfile):
+    header = "\n".join(line for line in open(flagfile).read().splitlines() if line.startswith("#"))
+    assert "python -m " in header or "make " in header, flagfile  # how to run it
+    cited = re.findall(r"\b((?:results|docs)/[\w./-]*\w)", header)
+    assert cited, f"{flagfile}: the header cites no results file or figure for its numbers"
+    for path in cited:
+        assert os.path.exists(os.path.join(REPO, path)), f"{flagfile} cites {path}, which does not exist"

@@ -101,13 +101,13 @@ def test_a_tiny_run_writes_results_checkpoints_tensorboard_and_an_export(tmp_pat
     exported = tf.saved_model.load(saved["export"])
     assert saved["export"].endswith("export/1")
     from gd_bottleneck import data
-    test_images = data.load_images("shapes", "test", 8, data_dir=shapes_data_dir)
+    test_images = data.load_images("shapes_tiny", "test", 8, data_dir=shapes_data_dir)
     # Same batches as the evaluation (the test-mode z draw is keyed by the batch size).
     elbo = np.concatenate([exported.signatures["elbo"](images=tf.constant(test_images[i:i + 8]))["elbo_bpd"]
                            for i in range(0, len(test_images), 8)])
     assert elbo.mean() == pytest.approx(saved["test_elbo_bpd"], rel=1e-5)
     # validation_examples: the last 16 training images were held out and evaluated the same way.
-    held_out = data.load_images("shapes", "train", 8, data_dir=shapes_data_dir)[-16:]
+    held_out = data.load_images("shapes_tiny", "train", 8, data_dir=shapes_data_dir)[-16:]
     elbo = np.concatenate([exported.signatures["elbo"](images=tf.constant(held_out[i:i + 8]))["elbo_bpd"]
                            for i in (0, 8)])
     assert saved["validation_images"] == 16 and elbo.mean() == pytest.approx(saved["validation_elbo_bpd"], rel=1e-5)

@@ -23,7 +23,7 @@ from tuning import frontier, objectives, probe, space, tuner
 from tuning.hypermodel import TrainerHyperModel, kind_of
 
 BASE = {**RunConfig(model_dir="x", dropout_rate=0.1).to_dict(), "bottleneck": "gaussian_dropout",
-        "dropout_rate": None, "dataset": "shapes", "image_size": 8, "export": False}
+        "dropout_rate": None, "dataset": "shapes_tiny", "image_size": 8, "export": False}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -309,7 +309,7 @@ def free_port():
 def test_distributed_search_chief_and_two_workers_run_every_trial_once(tmp_path, shapes_data_dir, capsys):
     tiny = [f"--{name}={value}" for name, value in TINY.to_dict().items() if name != "image_size"]
     command = [sys.executable, "-m", "tuning.search", f"--directory={tmp_path}", "--project_name=d",
-               f"--data_dir={shapes_data_dir}", "--dataset=shapes", "--image_size=8", "--batch_size=8",
+               f"--data_dir={shapes_data_dir}", "--dataset=shapes_tiny", "--image_size=8", "--batch_size=8",
                "--epochs=1", "--steps_per_epoch=2", "--noexport", "--image_summaries=0", "--progress=lines",
                "--tuner=grid", "--tune_bottleneck=gaussian_dropout,none", "--tune_dropout_rate=0.1,0.6", *tiny]
     base = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", "KERASTUNER_ORACLE_IP": "127.0.0.1",

@@ -14,7 +14,7 @@ TINY_OVERRIDES = {name: value for name, value in TINY.to_dict().items() if name 
 def tiny_run(model_dir, data_dir, **changes):
     """A RunConfig of a few steps of the TINY model on the embedded 8x8 dataset (changes override the defaults)."""
     from gd_bottleneck.training import RunConfig
-    settings = dict(model_dir=str(model_dir), data_dir=data_dir, image_size=8, model_overrides=TINY_OVERRIDES,
+    settings = dict(model_dir=str(model_dir), data_dir=data_dir, dataset="shapes_tiny", image_size=8, model_overrides=TINY_OVERRIDES,
                     export_dir=f"{model_dir}/export",  # not the repository's saved_models/
                     dropout_rate=0.1, batch_size=8, epochs=2, steps_per_epoch=3, checkpoint_every=2,
                     keep_checkpoints=2, log_every=1, progress="lines", image_summaries=2, learning_rate=1e-3)

@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 MODEL_FIELDS = [field for field in ModelConfig.__dataclass_fields__.values() if field.name != "image_size"]
 
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs and results.json go (required).")
-flags.DEFINE_enum("dataset", "shapes", ["shapes", "cifar10"], "Training data: the embedded procedural 'shapes' "
+flags.DEFINE_enum("dataset", "shapes", ["shapes", "shapes_tiny", "cifar10"], "Training data: the embedded procedural 'shapes' "
                   "dataset, or CIFAR-10 through tfds.")
 flags.DEFINE_string("data_dir", None, "tfds data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
 flags.DEFINE_string("manual_dir", None, "Folder holding cifar-10-binary.tar.gz for offline CIFAR-10 preparation.")

@@ -82,12 +82,13 @@ def main(argv=None):
     inputs = {}
     for record in records:
         config = files.read_json(os.path.join(os.path.dirname(record["path"]), "run_config.json"))
-        if config["dataset"] != "shapes":
+        if config["dataset"] not in ("shapes", "shapes_tiny"):
             parser.error(f"{record['path']}: probes need the shapes dataset's factors (dataset={config['dataset']}).")
-        key = (config["image_size"], config["data_dir"])  # the test split the run itself was evaluated on
+        key = (config["dataset"], config["image_size"], config["data_dir"])  # the run's own test split
         if key not in inputs:
-            inputs[key] = (data.load_images("shapes", "test", *key),
-                           factor_targets(data.load_factors("test", *key)))
+            dataset, size, data_dir = key
+            inputs[key] = (data.load_images(dataset, "test", size, data_dir),
+                           factor_targets(data.load_factors("test", size, data_dir, dataset)))
         record.update(probe_run(os.path.dirname(record["path"]), *inputs[key]))
         record["mean_r2"] = float(np.mean([record[name] for name in inputs[key][1]]))
         print(f"{record['kind']} {record['strength']} seed {record['seed']}: KL {record['kl_bpd']:.4f}, "

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Figure 2 sweep (tuning/figure2.flags) as a distributed KerasTuner search on one machine: a chief that
 # serves the oracle and one worker per CPU core, each pinned to its core (small models use one core better than two
-# processes sharing both). Rerunning resumes. Logs: runs/figure2/{chief,worker0,worker1}.log. Then:
-#   python -m tuning.frontier runs/figure2 --out results/figure2/frontier.png --csv results/figure2/figure2.csv
+# processes sharing both). Rerunning resumes: the search state lives in results/figure2/search/ and is committed as
+# trials complete. Logs: runs/figure2/{chief,worker0,worker1}.log. Then `make figure2` draws the frontier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

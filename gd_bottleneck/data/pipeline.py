@@ -23,7 +23,7 @@ from tensorflow_datasets.core.download.download_manager import NonMatchingChecks
 from gd_bottleneck.data import shapes
 from gd_bottleneck.errors import DatasetUnavailable
 
-DATASETS = ("shapes", "cifar10")
+DATASETS = ("shapes", "shapes_tiny", "cifar10")  # shapes_tiny: 8x8, 512 / 128 images, for tests
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"  # what tfds' cifar10 builder downloads
 CIFAR10_ARCHIVE = os.path.basename(CIFAR10_URL)
 CONNECT_TIMEOUT_S = 5.0
@@ -40,8 +40,13 @@ def builder_name(dataset, image_size):
                              "never resizes images: resampling would change the likelihood being measured). Received: "
                              f"image_size={image_size}")
         return "cifar10"
+    if dataset == "shapes_tiny":
+        if image_size != 8:
+            raise ValueError(f"Argument `image_size` must be 8 with dataset 'shapes_tiny'. Received: "
+                             f"image_size={image_size}")
+        return "gd_shapes/8_tiny"
     if dataset == "shapes":
-        sizes = sorted(config.image_size for config in shapes.GdShapes.BUILDER_CONFIGS)
+        sizes = sorted(config.image_size for config in shapes.GdShapes.BUILDER_CONFIGS if config.name.isdigit())
         if image_size not in sizes:
             raise ValueError(f"Argument `image_size` must be one of {sizes} with dataset 'shapes'. Received: "
                              f"image_size={image_size}")
@@ -127,9 +132,9 @@ def load_images(dataset, split, image_size, data_dir=None, manual_dir=None):
     return images
 
 
-def load_factors(split, image_size, data_dir=None):
+def load_factors(split, image_size, data_dir=None, dataset="shapes"):
     """The ``gd_shapes`` generative factors of a split: a dict of arrays aligned with :func:`load_images`."""
-    examples = _whole_split("shapes", split, image_size, data_dir, None)
+    examples = _whole_split(dataset, split, image_size, data_dir, None)
     return {key: value for key, value in examples.items() if key != "image"}
 
 
