@@ -160,6 +160,9 @@ def test_bad_flags_fail_before_anything_heavy_with_the_flag_named(tmp_path):
         "num": (Run.tool("trainers.sample", tmp_path / "missing", "--num=0"), "--num"),
         "model_dir": (Run.tool("trainers.export", tmp_path / "missing", "--export_dir=x"),
                       "has no run_config.json"),
+        "console_script": (Run(tmp_path / "missing", None, command=[  # the installed entry point (setup.cfg)
+            os.path.join(os.path.dirname(sys.executable), "gd-sample"), f"--model_dir={tmp_path / 'missing'}"]),
+            "has no run_config.json"),
     }
     for name, (run, message) in cases.items():
         run.wait()

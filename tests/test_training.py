@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -93,6 +94,8 @@ def test_a_tiny_run_writes_results_checkpoints_tensorboard_and_an_export(tmp_pat
         assert np.isfinite(saved[name]), name
     assert saved["test_elbo_bpd"] == pytest.approx(saved["test_recon_bpd"] + saved["test_kl_bpd"], rel=1e-5)
     assert any(line.startswith("step 6/6") and "images/s" in line and "elbo_bpd" in line for line in lines)
+    progress = [line for line in lines if line.startswith("step ")]
+    assert "eta 00:00" in progress[-1] and all(re.search(r"elapsed \d\d:\d\d  eta \d\d:\d\d", line) for line in progress)
 
     checkpoints = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "run/checkpoints/ckpt-*.index")))
     assert checkpoints == ["ckpt-4.index", "ckpt-6.index"]  # every 2 steps, the newest 2 kept
@@ -194,3 +197,8 @@ def test_validation_examples_are_the_last_training_images_and_must_leave_some_to
     assert _hold_out(images, 0)[1] is None
     with pytest.raises(ValueError, match=r"`validation_examples` must be in \[0, 10\)"):
         _hold_out(images, 10)
+
+
+def test_durations_read_as_clock_times():
+    from gd_bottleneck.training.callbacks import clock
+    assert [clock(0), clock(59.6), clock(61), clock(3600 + 62)] == ["00:00", "01:00", "01:01", "1:01:02"]

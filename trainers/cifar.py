@@ -100,5 +100,10 @@ def main(argv):
         sys.exit(130)
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point (see setup.cfg)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -73,5 +73,10 @@ def main(argv):
         print(json.dumps({name: value.tolist() for name, value in outputs.items()}))
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point (see setup.cfg)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

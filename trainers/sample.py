@@ -64,5 +64,10 @@ def main(argv):
           f"to {FLAGS.out}")
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point (see setup.cfg)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

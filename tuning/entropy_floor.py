@@ -33,5 +33,10 @@ def main(argv):
     print(json.dumps(figures, indent=2))
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point (see setup.cfg)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

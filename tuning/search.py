@@ -105,5 +105,10 @@ def main(argv):
         report(tuner)
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point (see setup.cfg)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

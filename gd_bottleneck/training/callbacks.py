@@ -94,17 +94,22 @@ class CheckpointGuard(keras.callbacks.Callback):
 
 
 class ProgressLines(keras.callbacks.Callback):
-    """One line every ``every`` steps: step, images/s over the interval, and the running metrics (bits/dim)."""
+    """One line every ``every`` steps: step, images/s over the interval, elapsed time and an ETA, and the running
+    metrics (bits/dim). The ETA extrapolates this segment's training rate (epoch-end work excluded) to the
+    remaining steps, so it leaves out the final evaluation and export."""
 
     def __init__(self, total_steps, global_batch, every, write=print):
         super().__init__()
         self.total_steps, self.global_batch, self.every, self.write = total_steps, global_batch, every, write
         self._mark = None
+        self._trained_s, self._trained_steps, self._began = 0.0, 0, None
 
     def on_epoch_end(self, epoch, logs=None):
         self._mark = None  # the rate measures training only, not epoch-end work (image grids, checkpoints)
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self._began is None:
+            self._began = time.perf_counter()
         if self._mark is None:
             self._mark = (int(self.model.optimizer.iterations.numpy()), time.perf_counter())
 
@@ -113,10 +118,22 @@ class ProgressLines(keras.callbacks.Callback):
         if step % self.every and step != self.total_steps:
             return
         first_step, start = self._mark
-        rate = (step - first_step) * self.global_batch / max(time.perf_counter() - start, 1e-9)
+        seconds = max(time.perf_counter() - start, 1e-9)
+        self._trained_s += seconds
+        self._trained_steps += step - first_step
+        rate = (step - first_step) * self.global_batch / seconds
+        eta = (self.total_steps - step) * self._trained_s / max(self._trained_steps, 1)
         metrics = "  ".join(f"{name} {float(value):.4f}" for name, value in sorted((logs or {}).items()))
-        self.write(f"step {step}/{self.total_steps}  {rate:.1f} images/s  {metrics}", flush=True)
+        self.write(f"step {step}/{self.total_steps}  {rate:.1f} images/s  elapsed "
+                   f"{clock(time.perf_counter() - self._began)}  eta {clock(eta)}  {metrics}", flush=True)
         self._mark = (step, time.perf_counter())
+
+
+def clock(seconds):
+    """``[h:]mm:ss`` of a duration in seconds."""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
 
 
 class ImageSummaries(keras.callbacks.Callback):
