@@ -1,4 +1,4 @@
-"""A two-minute tour of the core library: `make tour` (`make demo` trains the model).
+"""A short tour of the core library: `make tour` (`make demo` trains the model).
 
 1. Theorem 1: the MI bound of a Gaussian dropout layer, per rate, and its invariance to rescaling.
 2. The two bottleneck layers: identity / mean at test time, noise and the KL penalty in training.
