@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-clean tour test figure2 figure2-report clean
+.PHONY: demo demo-clean tour test figure2 figure2-report figure3 clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ figure2-report: $(STAMP)
 	$(PY) -m tuning.frontier results/figure2/search --out results/figure2/frontier.png \
 		--csv results/figure2/figure2.csv --runs_csv results/figure2/runs.csv --gaps_csv results/figure2/gaps.csv \
 		--floor results/figure2/entropy_floor.json | tee results/figure2/frontier.txt
+
+# Figure 3's grids (samples, and rows sharing z) from the sweep's finished seed-0 runs that still have checkpoints.
+figure3: $(STAMP)
+	$(PY) -m tuning.figure3 --search=results/figure2/search --out=results/figure3
 
 clean:
 	rm -rf $(VENV) build *.egg-info
