@@ -40,6 +40,13 @@ def prior_latents(model, seed, num_images):
     return _per_image(image_seeds(seed, num_images), _LATENT, shape, tf.random.stateless_normal)
 
 
+def row_shared_latents(model, seed, num, columns):
+    """``num`` latents for a grid of ``columns`` per row where each row repeats one z ~ N(0, I) (the paper's
+    Figure 3: decoded with per-image noise, what stays fixed along a row is what the latents hold)."""
+    rows = -(-num // columns)
+    return tf.repeat(prior_latents(model, seed, rows), columns, axis=0)[:num]
+
+
 def posterior_latents(model, images, seed):
     """z ~ q(z | images) with per-image streams of ``seed`` (the latents of a reconstruction)."""
     mean, stddev = model.encode(images)

@@ -65,10 +65,9 @@ def test_cached_sampler_draws_exactly_the_reference_samples(config, bottleneck):
 
 
 def test_figure3_grids_share_z_along_rows_and_vary_the_decoder_noise():
-    from trainers.sample import row_shared_latents
     model = HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.1, seed=0)
     seed = tf.constant([4, 0])
-    z = row_shared_latents(model, seed, num=10, columns=4).numpy()  # rows of 4, 4, 2
+    z = sampling.row_shared_latents(model, seed, num=10, columns=4).numpy()  # rows of 4, 4, 2
     assert z.shape[0] == 10
     for row in range(3):
         block = z[row * 4:(row + 1) * 4]

@@ -27,12 +27,6 @@ flags.DEFINE_bool("rows_share_z", False, "Every row of the grid shares one z ~ N
                   "decoder's noise: what stays fixed along a row is what the latents hold (the paper's Figure 3).")
 
 
-def row_shared_latents(model, seed, num, columns):
-    """``num`` latents for a grid of ``columns`` per row where each row repeats one z ~ N(0, I)."""
-    rows = -(-num // columns)
-    return tf.repeat(sampling.prior_latents(model, seed, rows), columns, axis=0)[:num]
-
-
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -54,7 +48,7 @@ def main(argv):
         images = sampling.cached_samples(model, sampling.posterior_latents(model, originals, seed), seed).numpy()
         images = np.concatenate([originals, images], axis=2)  # each cell: data | reconstruction
     elif FLAGS.rows_share_z:
-        z = row_shared_latents(model, seed, FLAGS.num, FLAGS.columns)
+        z = sampling.row_shared_latents(model, seed, FLAGS.num, FLAGS.columns)
         images = sampling.cached_samples(model, z, seed).numpy()  # image b's decoder noise is keyed by (seed, b)
     else:
         images = sampling.cached_samples(model, sampling.prior_latents(model, seed, FLAGS.num), seed).numpy()

@@ -18,7 +18,6 @@ from gd_bottleneck import cli, sampling
 from gd_bottleneck.image_grids import write_png_grid
 from gd_bottleneck.training import files
 from gd_bottleneck.training.checkpoints import load_trained_model
-from trainers.sample import row_shared_latents
 from tuning import frontier
 
 FLAGS = flags.FLAGS
@@ -34,7 +33,7 @@ def draw(model_dir, name, out):
     model, _, _ = load_trained_model(model_dir, warn=lambda text: None)
     seed = tf.constant(SAMPLE_SEED, tf.int32)
     samples = sampling.cached_samples(model, sampling.prior_latents(model, seed, 64), seed).numpy()
-    shared = sampling.cached_samples(model, row_shared_latents(model, seed, 64, 8), seed).numpy()
+    shared = sampling.cached_samples(model, sampling.row_shared_latents(model, seed, 64, 8), seed).numpy()
     paths = [f"{name}_samples.png", f"{name}_rows_share_z.png"]
     for images, path in zip((samples, shared), paths):
         write_png_grid(os.path.join(out, path), images, columns=8)
