@@ -282,6 +282,13 @@ def test_frontier_aggregates_seeds_and_compares_vb_with_the_gd_curve(tmp_path, c
     assert "0.3500" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         frontier.main([str(tmp_path / "missing")])
+    # The committed runs.csv alone redraws the same tables and figure (no run folders needed).
+    assert frontier.main([str(tmp_path), "--runs_csv", str(tmp_path / "runs.csv")]) == 0
+    from_csv = frontier.aggregate(frontier.load_runs_csv(str(tmp_path / "runs.csv")))
+    assert from_csv == rows
+    assert frontier.main(["--from_runs_csv", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "g.png")]) == 0
+    header = open(tmp_path / "runs.csv").readline().strip().split(",")
+    assert header[1:7] == ["kind", "strength", "seed", "steps", "elbo_bpd", "kl_bpd"] and "converged" in header
 
 
 def test_probe_r2_is_one_for_linear_factors_and_not_positive_for_noise():

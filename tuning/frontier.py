@@ -1,6 +1,7 @@
 """The ELBO-vs-KL trade-off of a set of runs (the paper's Figure 2): table, plot, and GD-vs-VB comparison.
 
     python -m tuning.frontier runs/figure2 --out results/figure2/frontier.png --csv results/figure2/figure2.csv
+    python -m tuning.frontier --from_runs_csv results/figure2/runs.csv --out frontier.png   # from the committed table
 
 Arguments are results.json files or folders searched for them (a search directory, a trainer model_dir). Runs are
 grouped by kind (gaussian_dropout, variational, none, auxiliary_decoder) and strength (dropout rate, beta); seeds of
@@ -60,6 +61,27 @@ def load_runs(paths, split="test"):
                         "elbo_bpd": results[f"{split}_elbo_bpd"], "kl_bpd": results[f"{split}_kl_bpd"],
                         "wall_time_s": results.get("wall_time_s"),
                         **convergence.convergence_of(os.path.dirname(path))})
+    return records
+
+
+def load_runs_csv(path):
+    """The records of a ``runs.csv`` written by ``--runs_csv`` (so the figure and tables can be redrawn from the
+    committed file alone, without the run folders)."""
+    def number(text):
+        return None if text in ("", "None") else float(text)
+
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    records = []
+    for row in rows:
+        record = {**row, "strength": number(row["strength"]), "seed": int(row["seed"]), "steps": int(row["steps"]),
+                  "elbo_bpd": float(row["elbo_bpd"]), "kl_bpd": float(row["kl_bpd"])}
+        for name in ("wall_time_s", "improvement_last_quarter_bpd"):
+            if name in row:
+                record[name] = number(row[name])
+        if "converged" in row:
+            record["converged"] = {"True": True, "False": False}.get(row["converged"])
+        records.append(record)
     return records
 
 
@@ -180,7 +202,8 @@ def format_table(rows, columns):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tuning.frontier", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="+", help="results.json files or folders holding them")
+    parser.add_argument("results", nargs="*", help="results.json files or folders holding them")
+    parser.add_argument("--from_runs_csv", help="read the runs from this runs.csv instead of results.json files")
     parser.add_argument("--out", help="where to write the plot (.png)")
     parser.add_argument("--csv", help="where to write the per-setting table (.csv)")
     parser.add_argument("--runs_csv", help="where to write the per-run table (.csv)")
@@ -188,8 +211,10 @@ def main(argv=None):
     parser.add_argument("--floor", help="entropy_floor.json (python -m tuning.entropy_floor) to draw on the plot")
     parser.add_argument("--gaps_csv", help="where to write the GD-vs-VB gaps with bootstrap intervals (.csv)")
     args = parser.parse_args(argv)
+    if bool(args.results) == bool(args.from_runs_csv):
+        parser.error("Give results.json files or folders, or --from_runs_csv, not both.")
     try:
-        records = load_runs(args.results, args.split)
+        records = load_runs_csv(args.from_runs_csv) if args.from_runs_csv else load_runs(args.results, args.split)
     except (FileNotFoundError, KeyError) as error:
         parser.error(str(error))
     if not records:
