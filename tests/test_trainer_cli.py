@@ -1,4 +1,4 @@
-"""The trainer CLI end to end, in subprocesses: fast flag errors, flagfiles, SIGKILL/SIGTERM resume, replicas.
+"""The trainer CLI end to end, in subprocesses: SIGKILL/SIGTERM resume, replicas, workers, export and sample CLIs.
 
 The runs are started concurrently (graph tracing is single-threaded, so two cores run two traces at once) by the
 module fixture ``runs``, and the tests check what each run left behind.
@@ -7,71 +7,20 @@ module fixture ``runs``, and the tests check what each run left behind.
 import glob
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
-from absl import flags
-from absl.testing import flagsaver
 
-from gd_bottleneck.training import train
-from tests.tiny_models import TINY
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_FLAGS = [f"--{name}={value}" for name, value in TINY.to_dict().items() if name != "image_size"]
-TOTAL_STEPS = 60
+from tests.cli_runs import Run, environment
+
+TOTAL_STEPS = 40  # 2 epochs of 20 steps (tests/cli_runs.py); the kill at 30 resumes mid-epoch
 KILLED_AFTER, TERMINATED_AFTER = 30, 10  # checkpoints after which the runs get SIGKILL / SIGTERM
 COMPARED_STEP = 10  # replica runs are compared with the 1-replica run here, before Adam amplifies float noise
-
-
-def trainer_command(model_dir, data_dir, *extra):
-    return [sys.executable, "-m", "trainers.cifar", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
-            "--dataset=shapes_tiny", "--image_size=8", "--dropout_rate=0.1", "--batch_size=8", "--epochs=3",
-            "--steps_per_epoch=20", "--checkpoint_every=10", "--keep_checkpoints=20", "--log_every=10",
-            "--image_summaries=0", "--progress=lines", "--learning_rate=1e-3", "--deterministic", "--noexport",
-            *TINY_FLAGS, *extra]
-
-
-def environment(**extra):
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, **extra}
-
-
-class Run:
-    """A trainer subprocess whose output goes to files (pipes could fill up and block it while it is polled)."""
-
-    def __init__(self, model_dir, data_dir, *extra, env=None, command=None):
-        self.model_dir = str(model_dir)
-        logs = tempfile.mkdtemp(dir=os.path.dirname(self.model_dir), prefix=os.path.basename(self.model_dir) + ".log")
-        self.out_path, self.err_path = os.path.join(logs, "out"), os.path.join(logs, "err")
-        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.process = subprocess.Popen(command or trainer_command(self.model_dir, data_dir, *extra), cwd=REPO,
-                                            env=env or environment(), stdout=out, stderr=err)
-
-    @classmethod
-    def tool(cls, module, model_dir, *args):
-        """``python -m module --model_dir=... *args`` (the export and sample CLIs)."""
-        return cls(model_dir, None, command=[sys.executable, "-m", module, f"--model_dir={model_dir}", *args])
-
-    def checkpoint_reached(self, step):
-        index = os.path.join(self.model_dir, "checkpoints", "checkpoint")
-        return os.path.exists(index) and f"ckpt-{step}\"" in open(index).read()
-
-    def wait(self):
-        self.process.wait(timeout=600)
-        self.stdout, self.stderr = open(self.out_path).read(), open(self.err_path).read()
-        return self
-
-    def assert_succeeded(self):
-        assert self.wait().process.returncode == 0, self.stderr[-3000:]
-        return self
 
 
 def signal_after_checkpoints(actions):
@@ -149,69 +98,6 @@ def two_workers(model_dir, data, name):
     return runs
 
 
-def test_bad_flags_fail_before_anything_heavy_with_the_flag_named(tmp_path):
-    """The trainer, export and sample CLIs, started concurrently (each spends its ~5 s importing TensorFlow)."""
-    cases = {  # name: (run, expected message)
-        "dropout_rate": (Run(tmp_path / "run1", tmp_path / "data", "--dropout_rate=1.5"),
-                         "Flag `--dropout_rate` must be in the range [0, 1)"),
-        "bottleneck": (Run(tmp_path / "run2", tmp_path / "data", "--bottleneck=vae"), "--bottleneck"),
-        "out": (Run.tool("trainers.sample", tmp_path / "missing", "--out=samples.jpg"),
-                "Flag --out must name a .png file"),
-        "num": (Run.tool("trainers.sample", tmp_path / "missing", "--num=0"), "--num"),
-        "model_dir": (Run.tool("trainers.export", tmp_path / "missing", "--export_dir=x"),
-                      "has no run_config.json"),
-        "console_script": (Run(tmp_path / "missing", None, command=[  # the installed entry point (setup.cfg)
-            os.path.join(os.path.dirname(sys.executable), "gd-sample"), f"--model_dir={tmp_path / 'missing'}"]),
-            "has no run_config.json"),
-    }
-    for name, (run, message) in cases.items():
-        run.wait()
-        assert run.process.returncode != 0, name
-        assert message in run.stderr + run.stdout, (name, run.stderr[-2000:])
-    assert not any((tmp_path / name).exists() for name in ("run1", "run2", "data", "missing", "x"))
-
-
-@pytest.mark.parametrize("flagfile, expected", [
-    ("gd.flags", {"bottleneck": "gaussian_dropout", "dropout_rate": 0.15, "model_preset": "paper", "epochs": 350}),
-    ("vb.flags", {"bottleneck": "variational", "beta": 0.02, "dataset": "cifar10", "final_learning_rate": 4e-6}),
-    ("baseline.flags", {"bottleneck": "none", "aux_weight": 0.0, "adam_epsilon": 1e-8}),
-    ("aux.flags", {"bottleneck": "none", "aux_weight": 1.0, "learning_rate": 1e-4}),
-    ("demo.flags", {"dataset": "shapes", "image_size": 16, "model_preset": "small"}),
-])
-def test_every_flagfile_describes_a_valid_run(flagfile, expected, monkeypatch):
-    monkeypatch.chdir(REPO)
-    from trainers import cifar
-    with flagsaver.flagsaver():
-        flags.FLAGS(["cifar", f"--flagfile={flagfile}"])
-        config = cifar.run_config_from_flags()
-    for name, value in expected.items():
-        assert getattr(config, name) == value, name
-
-
-def test_gd_flags_trains_on_cifar10_offline_with_a_step_cap(tmp_path, monkeypatch):
-    """gd.flags as a user runs it, with tfds' mocked CIFAR-10 (no download), a tiny model and a 2-step cap."""
-    monkeypatch.chdir(REPO)
-    from trainers import cifar
-    with flagsaver.flagsaver():
-        flags.FLAGS(["cifar", "--flagfile=gd.flags", f"--model_dir={tmp_path}", *TINY_FLAGS,
-                     "--batch_size=4", "--steps_per_epoch=2", "--epochs=1", "--strategy=default",
-                     "--image_summaries=0", "--progress=lines", "--noexport", "--precision=mixed_bfloat16"])
-        config = cifar.run_config_from_flags()
-    from gd_bottleneck.data import pipeline
-    monkeypatch.setattr(pipeline, "_check_source_reachable", lambda dataset, manual_dir: None)  # mocked: no download
-    with tfds.testing.mock_data(num_examples=8):
-        results = train(config, write=lambda text, flush=False: None)
-    assert results["steps"] == 2 and results["config"]["dataset"] == "cifar10" and results["test_images"] == 8
-    assert np.isfinite(results["test_elbo_bpd"]) and results["config"]["dropout_rate"] == 0.15
-    assert results["config"]["model_overrides"]["precision"] == "mixed_bfloat16"
-
-
-def test_an_unknown_precision_flag_is_refused_with_the_choices():
-    from trainers import cifar  # noqa: F401  (defines the flags)
-    with flagsaver.flagsaver(), pytest.raises(flags.IllegalFlagValueError, match="mixed_bfloat16"):
-        flags.FLAGS(["cifar", "--precision=float16"])
-
-
 def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(runs):
     assert runs["killed"].process.returncode == -signal.SIGKILL
     runs["uninterrupted"].assert_succeeded()
@@ -276,7 +162,7 @@ def test_killed_workers_all_restart_from_the_chiefs_checkpoint(runs):
 def test_export_cli_writes_a_servable_version_of_a_trained_run(runs):
     done = runs["export"].assert_succeeded()
     path = done.stdout.strip().split(" to ")[-1]
-    assert path.endswith(os.path.join("saved", "1")) and "ckpt-60" in done.stdout
+    assert path.endswith(os.path.join("saved", "1")) and f"ckpt-{TOTAL_STEPS}" in done.stdout
     loaded = tf.saved_model.load(path)
     images = loaded.signatures["sample"](num_samples=tf.constant(2), seed=tf.constant([0, 1]))["images"]
     assert images.shape == (2, 8, 8, 3) and images.dtype == tf.uint8
@@ -285,18 +171,7 @@ def test_export_cli_writes_a_servable_version_of_a_trained_run(runs):
 def test_sample_cli_writes_a_png_grid(runs):
     done = runs["sample"].assert_succeeded()
     out = os.path.join(os.path.dirname(runs["uninterrupted"].model_dir), "grid", "samples.png")
-    assert f"Wrote 6 samples" in done.stdout
+    assert "Wrote 6 samples" in done.stdout
     grid = tf.io.decode_png(tf.io.read_file(out)).numpy()
     assert grid.shape == (16, 32, 3)  # 2 rows x 4 columns of 8x8 images
     assert grid[:8].std() > 0 and not os.path.exists(out + ".partial")
-
-
-@pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(REPO, "*.flags")) +
-                                            glob.glob(os.path.join(REPO, "tuning", "*.flags"))))
-def test_every_flagfile_header_names_its_command_and_cites_files_that_exist(flagfile):
-    header = "\n".join(line for line in open(flagfile).read().splitlines() if line.startswith("#"))
-    assert "python -m " in header or "make " in header, flagfile  # how to run it
-    cited = re.findall(r"\b((?:results|docs)/[\w./-]*\w)", header)
-    assert cited, f"{flagfile}: the header cites no results file or figure for its numbers"
-    for path in cited:
-        assert os.path.exists(os.path.join(REPO, path)), f"{flagfile} cites {path}, which does not exist"
