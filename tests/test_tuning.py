@@ -397,3 +397,16 @@ def test_bootstrap_gaps_measure_vb_against_the_gd_curve_at_matched_kl():
     assert all(row["gap_bpd"] == pytest.approx(-0.2) and row["p_gd_better"] == 0.0 for row in reversed_)
     noisy = bootstrap_gaps(synthetic_runs(noise=0.05), draws=500)
     assert all(row["gap_ci_low"] < row["gap_bpd"] < row["gap_ci_high"] for row in noisy)
+
+
+def test_the_grid_hands_a_new_setting_to_every_worker_while_others_run(tmp_path):
+    goal = objectives.Objectives()
+    oracle = tuner.make_oracle("grid", goal.keras_tuner_objective, max_trials=20, seed=1)
+    oracle._set_project_dir(str(tmp_path), "p")
+    hp = kt.HyperParameters()
+    hypermodel(dropout_rate="0.1,0.2,0.3,0.4", seed="0,1").declare_hyperparameters(hp)
+    oracle.update_space(hp)
+    running = [oracle.create_trial(f"worker{index}") for index in range(4)]  # none of them has ended
+    assert [trial.status for trial in running] == ["RUNNING"] * 4
+    values = [(trial.hyperparameters.values["seed"], trial.hyperparameters.values["dropout_rate"]) for trial in running]
+    assert values == [(0, 0.1), (0, 0.2), (0, 0.3), (0, 0.4)]
