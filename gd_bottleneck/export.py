@@ -107,11 +107,11 @@ def _staging_name():
 
 def _process_alive(pid):
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError means alive, another user's: only a missing process says "gone"
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, another user's
-        return True
+    except PermissionError:
+        pass
     return True
 
 

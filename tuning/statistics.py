@@ -62,9 +62,9 @@ def bootstrap_gaps(records, draws=2000, level=0.95, seed=0):
     """One dict per VB setting: its KL, the gap to GD's curve on all seeds, a percentile interval over seed
     resamples, the share of resamples where GD is better (gap > 0) and where VB's KL lies inside GD's range."""
     seeds = sorted({record["seed"] for record in records})
-    point = _gaps(_setting_means(records, seeds))
-    vb_kl = {row["strength"]: row["kl_bpd_mean"] for row in _setting_means(records, seeds)
-             if row["kind"] == "variational"}
+    means = _setting_means(records, seeds)
+    point = _gaps(means)
+    vb_kl = {row["strength"]: row["kl_bpd_mean"] for row in means if row["kind"] == "variational"}
     rng = np.random.default_rng(seed)
     samples = {beta: [] for beta in point}
     for _ in range(draws):
