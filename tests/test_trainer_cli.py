@@ -64,27 +64,28 @@ def assert_same_model_weights(actual, expected, rtol=2e-4, atol=2e-5):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, shapes_data_dir):
-    """All trainer runs of this module, two phases of concurrent subprocesses: runs that are killed, signalled or
-    compared in the first; their resumptions, restarts and the tools that read a finished run in the second."""
+    """All trainer runs of this module, two phases of concurrent subprocesses."""
     base = tmp_path_factory.mktemp("runs")
     data = shapes_data_dir
     first = {"uninterrupted": Run(base / "uninterrupted", data), "killed": Run(base / "killed", data),
              "terminated": Run(base / "terminated", data),
-             "mirrored": Run(base / "mirrored", data, "--strategy=mirrored", "--cpu_replicas=2"),
-             **two_workers(base / "workers", data, "killed_worker")}
+             "mirrored": Run(base / "mirrored", data, "--strategy=mirrored", "--cpu_replicas=2")}
     signal_after_checkpoints([(first["killed"], KILLED_AFTER, signal.SIGKILL),
-                              (first["terminated"], TERMINATED_AFTER, signal.SIGTERM),
-                              *[(first[f"killed_worker{index}"], KILLED_AFTER, signal.SIGKILL) for index in range(2)]])
+                              (first["terminated"], TERMINATED_AFTER, signal.SIGTERM)])
     for run in first.values():
         run.wait()
     second = {"resumed": Run(base / "killed", data),
               "export": Run.tool("trainers.export", base / "uninterrupted", f"--export_dir={base / 'saved'}"),
               "sample": Run.tool("trainers.sample", base / "uninterrupted", "--num=6", "--columns=4",
                                  f"--out={base / 'grid' / 'samples.png'}"),
-              **two_workers(base / "workers", data, "worker")}  # every worker restarted after the kill
+              **two_workers(base / "workers", data, "killed_worker")}
+    signal_after_checkpoints([(second[f"killed_worker{index}"], KILLED_AFTER, signal.SIGKILL) for index in range(2)])
     for run in second.values():
         run.wait()
-    return {**first, **second}
+    third = two_workers(base / "workers", data, "worker")  # every worker restarted after the kill
+    for run in third.values():
+        run.wait()
+    return {**first, **second, **third}
 
 
 def two_workers(model_dir, data, name):
