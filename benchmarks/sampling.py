@@ -25,10 +25,8 @@ from gd_bottleneck.config import PRESETS
 def context_dependent_weights(model, scale=0.05, seed=0):
     """Adds N(0, scale^2) noise to the weights of everything that shapes p(x | z), in place; returns ``model``."""
     rng = np.random.default_rng(seed)
-    layers = [model.pixelcnn, model.decoder, model.mixer_hidden, model.mixer_output]
-    if model.bottleneck == "variational":
-        layers.append(model.bottleneck_layer)
-    for weight in [weight for layer in layers for weight in layer.weights]:
+    layers = [model.pixelcnn, model.decoder, model.bottleneck_layer, model.mixer_hidden, model.mixer_output]
+    for weight in [weight for layer in layers for weight in layer.trainable_weights]:
         weight.assign(weight.numpy() + rng.normal(0.0, scale, weight.shape).astype(np.float32))
     return model
 

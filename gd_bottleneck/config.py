@@ -7,8 +7,13 @@ varies it across otherwise identical models). Invalid values raise ``ValueError`
 import dataclasses
 import math
 
-from gd_bottleneck.precision import check_precision
+from gd_bottleneck.precision import PRECISIONS, check_precision
 from gd_bottleneck.validation import check_int, check_rate
+
+
+def _field(default, help, choices=None):
+    """A field with its help text (and choices) as metadata: the trainer's override flags are generated from them."""
+    return dataclasses.field(default=default, metadata={"help": help, **({"choices": choices} if choices else {})})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,25 +25,28 @@ class ModelConfig:
     output ``v`` is ``[B, image_size, image_size, pixelcnn_output_dim]``.
     """
 
-    image_size: int = 32
+    image_size: int = _field(32, "Image side in pixels.")
     # VAE: ResNets of bottleneck residual blocks (1x1 -> 3x3 -> 1x1), ELU.
-    resnet_blocks: int = 7
-    resnet_channels: int = 512
-    resnet_bottleneck_channels: int = 128
-    decoder_output_channels: int = 256
-    latent_size: int = 4
-    latent_channels: int = 16
+    resnet_blocks: int = _field(7, "Bottleneck residual blocks in each of the VAE encoder and decoder.")
+    resnet_channels: int = _field(512, "Channels of the VAE ResNets.")
+    resnet_bottleneck_channels: int = _field(128, "Channels inside a VAE residual block (its 3x3 convolution).")
+    decoder_output_channels: int = _field(256, "Channels of u, the VAE decoder's output.")
+    latent_size: int = _field(4, "Latent side: z is [latent_size, latent_size, latent_channels].")
+    latent_channels: int = _field(16, "Latent channels.")
     # PixelCNN++ (Salimans et al. 2017).
-    pixelcnn_filters: int = 160
-    pixelcnn_resnets_per_stage: int = 5
-    pixelcnn_stages: int = 3
-    pixelcnn_dropout: float = 0.5
-    pixelcnn_output_dim: int = 10
+    pixelcnn_filters: int = _field(160, "Filters of both PixelCNN++ streams.")
+    pixelcnn_resnets_per_stage: int = _field(5, "PixelCNN++ gated resnets per stream and stage.")
+    pixelcnn_stages: int = _field(3, "PixelCNN++ resolutions (each halves the previous one).")
+    pixelcnn_dropout: float = _field(0.5, "Binary dropout rate inside every PixelCNN++ gated resnet, in [0, 1).")
+    pixelcnn_output_dim: int = _field(10, "Size of v per pixel (the bottleneck's input).")
+    weight_norm: bool = _field(False, "Weight-normalised PixelCNN++ layers with data-dependent initialisation "
+                               "(Salimans & Kingma 2016), as in PixelCNN++.")
     # Mixer MLP and likelihood.
-    mixer_units: int = 266
-    mixture_components: int = 10
+    mixer_units: int = _field(266, "Hidden units of the per-pixel mixer MLP on [v~, u].")
+    mixture_components: int = _field(10, "Logistic mixture components of the likelihood.")
     # Compute dtype policy of the three networks (gd_bottleneck/precision.py); the likelihood stays float32.
-    precision: str = "float32"
+    precision: str = _field("float32", "Compute dtype of the networks (the likelihood stays float32): "
+                            "mixed_bfloat16 for AMX CPUs, TPUs and recent GPUs, mixed_float16 for GPUs.", PRECISIONS)
 
     def __post_init__(self):
         for name, minimum in [("image_size", 2), ("resnet_blocks", 0), ("resnet_channels", 1),
@@ -48,6 +56,8 @@ class ModelConfig:
                               ("mixture_components", 1)]:
             check_int(getattr(self, name), name, minimum)
         check_rate(self.pixelcnn_dropout, "pixelcnn_dropout")
+        if not isinstance(self.weight_norm, bool):
+            raise ValueError(f"Field `weight_norm` must be True or False. Received: weight_norm={self.weight_norm!r}")
         check_precision(self.precision)
         ratio = self.image_size / self.latent_size
         if ratio < 1 or ratio != 2 ** round(math.log2(ratio)):

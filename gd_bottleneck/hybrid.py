@@ -4,12 +4,14 @@
       encoder(x) -> q(z|x) = N(mean, scale) over [4,4,16];  z ~ q  (reparameterized)
       decoder(z) -> u [B,H,W,256]
       pixelcnn(x, u) -> v [B,H,W,10]            v_j sees only x_<j and u
-      bottleneck(v) -> v~                        gaussian_dropout: v * eps | variational: N(mean, scale) | none
+      bottleneck(v) -> v~                        any registered Bottleneck (gd_bottleneck/bottleneck_registry.py)
       mixer([v~, u]) per pixel: Dense(266, ELU) -> Dense(100) = DiscretizedLogisticMixture parameters
+    (decoder, pixelcnn, bottleneck and mixer are one Keras functional model, ``model.hybrid_decoder``: see
+    gd_bottleneck/hybrid_decoder.py)
       log p(x|z) = sum_j log DLM_j(x_j)          (colour channels conditioned inside the distribution)
 
     -ELBO(x) = -log p(x|z) + KL(q(z|x) || N(0, I))                          (eq. 6, one z sample)
-    loss     = -ELBO + beta * sum_j KL(p(v_j|.) || N(0, I))  [variational]   (the VBL objective)
+    loss     = -ELBO + w * bottleneck penalty   [variational: w = beta, penalty = sum_j KL(p(v_j|.) || N(0, I))]
                + aux_weight * -log p_aux(x|z)                 [auxiliary decoder, Lucas & Verbeek 2018]
 
 All reported figures are per image in bits/dim: nats / (H * W * 3 * ln 2). At test time no bottleneck noise and no
@@ -22,16 +24,15 @@ import math
 import keras
 import tensorflow as tf
 
-from gd_bottleneck.bottlenecks import GaussianDropoutBottleneck, VariationalBottleneck, gaussian_dropout_mi_bound
+from gd_bottleneck import bottleneck_registry
 from gd_bottleneck.config import ModelConfig
 from gd_bottleneck.distributions import DiscretizedLogisticMixture
+from gd_bottleneck.hybrid_decoder import build_hybrid_decoder
 from gd_bottleneck.noise import GaussianSample
 from gd_bottleneck.pixelcnn import ConditionalPixelCNN, derived_seeds
 from gd_bottleneck.seeding import initializer_seeds
 from gd_bottleneck.vae import Decoder, Encoder
-from gd_bottleneck.validation import check_nonnegative, check_rate, check_seed
-
-BOTTLENECKS = ("gaussian_dropout", "variational", "none")
+from gd_bottleneck.validation import check_nonnegative, check_seed
 
 
 def validate_images(images, image_size):
@@ -61,12 +62,13 @@ class HybridVAE(keras.Model):
 
     Args:
         config: a :class:`~gd_bottleneck.config.ModelConfig` (or its dict).
-        bottleneck: ``"gaussian_dropout"`` (needs ``dropout_rate`` in [0, 1)), ``"variational"`` (needs ``beta >= 0``)
-            or ``"none"``.
+        bottleneck: a registered kind (``bottleneck_registry.names()``): ``"gaussian_dropout"`` (its strength is
+            ``dropout_rate`` in [0, 1)), ``"variational"`` (``beta >= 0``) or ``"none"``.
         dropout_rate: Gaussian dropout rate p; sigma = sqrt(p / (1 - p)).
         beta: weight of the variational bottleneck's KL penalty (nats per image, like the ELBO).
-        aux_weight: weight of an auxiliary non-autoregressive decoder's NLL (0 disables it). The auxiliary decoder
-            maps u per pixel to mixture parameters, so its likelihood can only use what z encodes.
+        aux_weight: weight of an auxiliary non-autoregressive decoder's NLL (0: no auxiliary decoder). The auxiliary
+            decoder maps u per pixel to mixture parameters, so its likelihood can only use what z encodes
+            (Lucas & Verbeek 2018); with ``bottleneck="none"`` it is the paper's other baseline.
         seed: base seed of the initial weights and of every noise source (posterior samples, dropout, bottleneck).
 
     Calling the model on images returns per-image test-mode terms in bits/dim (see :meth:`elbo`); ``fit`` and
@@ -76,15 +78,10 @@ class HybridVAE(keras.Model):
     def __init__(self, config, bottleneck="none", dropout_rate=None, beta=None, aux_weight=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.config = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
-        if bottleneck not in BOTTLENECKS:
-            raise ValueError(f"Argument `bottleneck` must be one of {BOTTLENECKS}. Received: bottleneck={bottleneck!r}")
-        if bottleneck == "gaussian_dropout" and dropout_rate is None:
-            raise ValueError("Argument `dropout_rate` is required with bottleneck='gaussian_dropout' (in [0, 1)).")
-        if bottleneck == "variational" and beta is None:
-            raise ValueError("Argument `beta` is required with bottleneck='variational' (a number >= 0).")
+        bottleneck_registry.check_setting(bottleneck, dropout_rate=dropout_rate, beta=beta)  # before any layer
         self.bottleneck = bottleneck
-        self.dropout_rate = None if dropout_rate is None else check_rate(dropout_rate, "dropout_rate")
-        self.beta = None if beta is None else check_nonnegative(beta, "beta")
+        self.dropout_rate = None if dropout_rate is None else float(dropout_rate)
+        self.beta = None if beta is None else float(beta)
         self.aux_weight = check_nonnegative(aux_weight, "aux_weight")
         self.seed = check_seed(seed)
         with initializer_seeds(self.seed):  # sublayers may create their own layers in build()
@@ -101,19 +98,18 @@ class HybridVAE(keras.Model):
         self.pixelcnn = ConditionalPixelCNN(cfg.pixelcnn_filters, cfg.pixelcnn_resnets_per_stage, cfg.pixelcnn_stages,
                                             cfg.pixelcnn_dropout, cfg.pixelcnn_output_dim, seed=pixelcnn_seed,
                                             dtype=cfg.precision, name="pixelcnn")
-        if bottleneck == "gaussian_dropout":
-            self.bottleneck_layer = GaussianDropoutBottleneck(self.dropout_rate, seed=bottleneck_seed, name="bottleneck")
-        elif bottleneck == "variational":
-            self.bottleneck_layer = VariationalBottleneck(cfg.pixelcnn_output_dim, self.beta, seed=bottleneck_seed,
-                                                          name="bottleneck")
-        else:
-            self.bottleneck_layer = None
+        self.bottleneck_layer = bottleneck_registry.create(bottleneck, cfg.pixelcnn_output_dim, seed=bottleneck_seed,
+                                                           dropout_rate=self.dropout_rate, beta=self.beta)
         self.mixer_hidden = keras.layers.Dense(cfg.mixer_units, activation="elu", name="mixer_hidden")
         self.mixer_output = self._mixture_head("mixer_output")
         self.aux_head = self._mixture_head("aux_decoder") if self.aux_weight > 0 else None
 
+        self.hybrid_decoder = build_hybrid_decoder(cfg, self.decoder, self.pixelcnn, self.bottleneck_layer,
+                                                   self.mixer_hidden, self.mixer_output, self.aux_head)
         names = ["loss", "elbo_bpd", "kl_bpd", "recon_bpd"]
-        names += {"variational": ["bottleneck_kl_bpd"], "gaussian_dropout": ["mi_bound_bpd"], "none": []}[bottleneck]
+        if self.bottleneck_layer.has_penalty:
+            names.append(f"{self.bottleneck_layer.penalty_name}_bpd")
+        names += [f"{name}_bpd" for name in self.bottleneck_layer.metric_names]
         names += ["aux_bpd"] if self.aux_head is not None else []
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
@@ -146,32 +142,16 @@ class HybridVAE(keras.Model):
         The parameters at pixel j depend only on ``images`` at pixels before j (raster order) and on ``z``.
         """
         images = validate_images(images, self.config.image_size)
-        params, _, _ = self._decode(z, self.rescale(images), training)
-        return params
-
-    def _decode(self, z, x, training):
-        """Returns (mixture params, bottleneck KL per image [B] nats or None, (v before the bottleneck, u))."""
-        u = self.decoder(z, training=training)
-        v = self.pixelcnn([x, u], training=training)
-        params, bottleneck_kl = self.mixture_params(v, u, training)
-        return params, bottleneck_kl, (v, u)
+        return self.hybrid_decoder([z, self.rescale(images)], training=training)["params"]
 
     def mixture_params(self, v, u, training=False):
-        """The per-pixel head: bottleneck on v, then the mixer MLP on ``[v~, u]``.
+        """The per-pixel head of :attr:`hybrid_decoder` alone: bottleneck on v, then the mixer MLP on ``[v~, u]``.
 
-        ``v [..., output_dim]`` and ``u [..., decoder_output_channels]`` for any leading shape (whole maps in
-        training, single pixels in the cached sampler). Returns ``(params [..., K * 10], bottleneck KL per image
-        in nats or None)``; the KL is only meaningful for ``[B, H, W, .]`` maps.
+        ``v [..., output_dim]`` and ``u [..., decoder_output_channels]`` for any leading shape (the cached sampler
+        calls it on single pixels). The same layers and ops as the functional graph, so the same parameters.
         """
-        bottleneck_kl = None
-        if self.bottleneck == "variational":
-            v_tilde, bottleneck_kl = self.bottleneck_layer.outputs_and_kl(v, training=training)
-        elif self.bottleneck == "gaussian_dropout":
-            v_tilde = self.bottleneck_layer(v, training=training)
-        else:
-            v_tilde = v
-        params = self.mixer_output(self.mixer_hidden(tf.concat([v_tilde, u], axis=-1)))
-        return params, bottleneck_kl
+        v_tilde, _ = self.bottleneck_layer.transform(v, training=training)
+        return self.mixer_output(self.mixer_hidden(tf.concat([v_tilde, u], axis=-1)))
 
     @tf.autograph.experimental.do_not_convert  # plain Python control flow only; saves seconds of tracing
     def terms(self, images, training=False):
@@ -180,25 +160,26 @@ class HybridVAE(keras.Model):
         x = self.rescale(pixels)
         mean, scale = self.encoder(x, training=training)
         z = self.latent_sample([mean, scale], training=training)
-        params, bottleneck_kl, (v, u) = self._decode(z, x, training)
+        decoded = self.hybrid_decoder([z, x], training=training)
         # 1. reconstruction: -log p(x | z), summed over pixels
-        result = {"recon": -tf.reduce_sum(DiscretizedLogisticMixture.from_params(params).log_prob(pixels), [1, 2])}
+        log_prob = DiscretizedLogisticMixture.from_params(decoded["params"]).log_prob(pixels)
+        result = {"recon": -tf.reduce_sum(log_prob, [1, 2])}
         # 2. latent KL(q(z|x) || N(0, I)), analytic, summed over the latents
         result["kl"] = tf.reduce_sum(0.5 * (tf.square(mean) + tf.square(scale) - 1.0) - tf.math.log(scale), [1, 2, 3])
-        # 3. the bottleneck penalty (variational only) and the auxiliary decoder's NLL
-        if bottleneck_kl is not None:
-            result["bottleneck_kl"] = bottleneck_kl
-        if self.aux_head is not None:
-            aux = DiscretizedLogisticMixture.from_params(self.aux_head(u))
+        # 3. the bottleneck's penalty (if it has one) and the auxiliary decoder's NLL
+        if "bottleneck_penalty" in decoded:
+            result["penalty"] = decoded["bottleneck_penalty"]
+        if "aux_params" in decoded:
+            aux = DiscretizedLogisticMixture.from_params(decoded["aux_params"])
             result["aux"] = -tf.reduce_sum(aux.log_prob(pixels), [1, 2])
-        result["v"] = v
+        result["v"] = decoded["v"]
         return result
 
     def objective(self, terms):
-        """Per-image loss in bits/dim: -ELBO + beta * bottleneck KL + aux_weight * aux NLL."""
+        """Per-image loss in bits/dim: -ELBO + penalty_weight * bottleneck penalty + aux_weight * aux NLL."""
         nats = terms["recon"] + terms["kl"]
-        if "bottleneck_kl" in terms:
-            nats += self.beta * terms["bottleneck_kl"]
+        if "penalty" in terms:
+            nats += self.bottleneck_layer.penalty_weight * terms["penalty"]
         if "aux" in terms:
             nats += self.aux_weight * terms["aux"]
         return nats * self.bits_per_nat
@@ -208,20 +189,16 @@ class HybridVAE(keras.Model):
         scale = self.bits_per_nat
         metrics = {"elbo_bpd": (terms["recon"] + terms["kl"]) * scale, "kl_bpd": terms["kl"] * scale,
                    "recon_bpd": terms["recon"] * scale}
-        if "bottleneck_kl" in terms:
-            metrics["bottleneck_kl_bpd"] = terms["bottleneck_kl"] * scale
+        if "penalty" in terms:
+            metrics[f"{self.bottleneck_layer.penalty_name}_bpd"] = terms["penalty"] * scale
         if "aux" in terms:
             metrics["aux_bpd"] = terms["aux"] * scale
         return metrics
 
-    def mi_bound_bpd(self, v):
-        """Theorem 1 bound on the information one pixel's v can pass through the dropout layer, in bits/dim.
-
-        Sum over v's features of the per-feature bound (features get independent noise, so the sum bounds the
-        joint), estimated over all pixels of the batch, divided by 3 ln 2 (a pixel has 3 sub-pixels).
-        """
-        flat = tf.reshape(v, [-1, self.config.pixelcnn_output_dim])
-        return tf.reduce_sum(gaussian_dropout_mi_bound(flat, self.dropout_rate)) / (3.0 * math.log(2.0))
+    def bottleneck_metrics_bpd(self, v):
+        """The bottleneck's diagnostics of a batch of v (e.g. the Theorem 1 bound), in bits/dim: the layer reports
+        nats per pixel, and a pixel has 3 sub-pixels."""
+        return {f"{name}_bpd": nats / (3.0 * math.log(2.0)) for name, nats in self.bottleneck_layer.metrics(v).items()}
 
     def call(self, images, training=None):
         """Per-image bits/dim figures (dict of ``[B]``); see :meth:`per_image_metrics`."""
@@ -241,8 +218,8 @@ class HybridVAE(keras.Model):
         self.trackers["loss"].update_state(loss)
         for name, value in self.per_image_metrics(terms).items():
             self.trackers[name].update_state(value)
-        if self.bottleneck == "gaussian_dropout":
-            self.trackers["mi_bound_bpd"].update_state(self.mi_bound_bpd(terms["v"]))
+        for name, value in self.bottleneck_metrics_bpd(terms["v"]).items():
+            self.trackers[name].update_state(value)
         results = {name: tracker.result() for name, tracker in self.trackers.items()}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras (3.15) reduces step outputs across workers with reduce("MEAN", axis=0), which needs an axis:

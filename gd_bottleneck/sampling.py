@@ -104,7 +104,7 @@ def _draw_with_caches(model, u, component_uniforms, channel_uniforms):
         state = tf.cond(tf.equal(col, 0), lambda: network.start_row(state, row), lambda: dict(state))
         v, state = network.output(state, row, col)
         at = lambda t: crop(t, rows=(row, 1), columns=(col, 1))[:, 0, 0]  # noqa: E731
-        params, _ = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
+        params = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
         pixel = draw_pixel(params[:, 0, 0], at(component_uniforms), at(channel_uniforms))
         state = network.set_pixel(state, row, col, model.rescale(pixel))
         return index + 1, state, write_pixel(images, row, col, pixel)

@@ -47,10 +47,11 @@ def test_bad_flags_fail_before_anything_heavy_with_the_flag_named(tmp_path):
 ])
 def test_every_flagfile_describes_a_valid_run(flagfile, expected, monkeypatch):
     monkeypatch.chdir(REPO)
-    from trainers import cifar
+    from trainers import run_flags
+    run_flags.define()
     with flagsaver.flagsaver():
         flags.FLAGS(["cifar", f"--flagfile={flagfile}"])
-        config = cifar.run_config_from_flags()
+        config = run_flags.run_config()
     for name, value in expected.items():
         assert getattr(config, name) == value, name
 
@@ -58,12 +59,13 @@ def test_every_flagfile_describes_a_valid_run(flagfile, expected, monkeypatch):
 def test_gd_flags_trains_on_cifar10_offline_with_a_step_cap(tmp_path, monkeypatch):
     """gd.flags as a user runs it, with tfds' mocked CIFAR-10 (no download), a tiny model and a 2-step cap."""
     monkeypatch.chdir(REPO)
-    from trainers import cifar
+    from trainers import run_flags
+    run_flags.define()
     with flagsaver.flagsaver():
         flags.FLAGS(["cifar", "--flagfile=gd.flags", f"--model_dir={tmp_path}", *TINY_FLAGS,
                      "--batch_size=4", "--steps_per_epoch=2", "--epochs=1", "--strategy=default",
                      "--image_summaries=0", "--progress=lines", "--noexport", "--precision=mixed_bfloat16"])
-        config = cifar.run_config_from_flags()
+        config = run_flags.run_config()
     from gd_bottleneck.data import pipeline
     monkeypatch.setattr(pipeline, "_check_source_reachable", lambda dataset, manual_dir: None)  # mocked: no download
     with tfds.testing.mock_data(num_examples=8):
@@ -74,7 +76,8 @@ def test_gd_flags_trains_on_cifar10_offline_with_a_step_cap(tmp_path, monkeypatc
 
 
 def test_an_unknown_precision_flag_is_refused_with_the_choices():
-    from trainers import cifar  # noqa: F401  (defines the flags)
+    from trainers import run_flags
+    run_flags.define()
     with flagsaver.flagsaver(), pytest.raises(flags.IllegalFlagValueError, match="mixed_bfloat16"):
         flags.FLAGS(["cifar", "--precision=float16"])
 

@@ -24,7 +24,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("search", "results/figure2/search", "The sweep's folder (searched for results.json files).")
 flags.DEFINE_string("out", "results/figure3", "Where the PNG grids and figure3.json go.")
 flags.DEFINE_integer("seed", 0, "Which seed's runs to draw from (the sweep's seeds: 0, 1, 2).")
-SETTINGS = [("gaussian_dropout", 0.015), ("gaussian_dropout", 0.15), ("variational", 0.02), ("variational", 0.08)]
+SETTINGS = [("gd", frontier.GD, 0.015), ("gd", frontier.GD, 0.15), ("vb", frontier.VB, 0.02), ("vb", frontier.VB, 0.08)]
 SAMPLE_SEED = [3, 0]
 
 
@@ -46,8 +46,8 @@ def main(argv):
     records = frontier.load_runs([FLAGS.search])
     report = {"command": f"python -m tuning.figure3 --search={FLAGS.search} --out={FLAGS.out} --seed={FLAGS.seed}",
               "sample_seed": SAMPLE_SEED, "grids": [], "missing": []}
-    for kind, strength in SETTINGS:
-        name = f"{'gd' if kind == 'gaussian_dropout' else 'vb'}_{strength:g}"
+    for short, kind, strength in SETTINGS:
+        name = f"{short}_{strength:g}"
         run = next((r for r in records if (r["kind"], r["strength"], r["seed"]) == (kind, strength, FLAGS.seed)),
                    None)
         model_dir = os.path.dirname(run["path"]) if run else None

@@ -22,13 +22,11 @@ import sys
 import numpy as np
 
 from gd_bottleneck.training import files
-from tuning import convergence
-from tuning.hypermodel import kind_of
-from tuning.statistics import bootstrap_gaps, curve_at, mean_ci
+from tuning import convergence, families
+from tuning.statistics import GD, VB, bootstrap_gaps, curve_at, mean_ci
 
-STRENGTH = {"gaussian_dropout": "dropout_rate", "variational": "beta", "auxiliary_decoder": "aux_weight", "none": None}
-LABELS = {"gaussian_dropout": "Gaussian dropout (GD), rate p", "variational": "variational bottleneck (VB), beta",
-          "none": "no bottleneck", "auxiliary_decoder": "no bottleneck + auxiliary decoder"}
+# Plot styles (colour, marker) in family order; families beyond the list reuse it.
+STYLES = [("tab:blue", "o"), ("tab:orange", "s"), ("black", "*"), ("tab:green", "D"), ("tab:purple", "^")]
 
 
 def find_results(paths):
@@ -52,11 +50,12 @@ def load_runs(paths, split="test"):
     for path in find_results(paths):
         results = files.read_json(path)
         config = results["config"]
-        kind = kind_of(config)
+        family = families.family_of(config)
         if f"{split}_elbo_bpd" not in results:
             raise KeyError(f"{path} has no {split}_elbo_bpd (keys: {sorted(results)}).")
-        strength_field = STRENGTH[kind]
-        records.append({"path": path, "kind": kind, "strength": config[strength_field] if strength_field else None,
+        strength_field = family.strength_argument
+        records.append({"path": path, "kind": family.name,
+                        "strength": config[strength_field] if strength_field else None,
                         "seed": config["seed"], "steps": results["steps"],
                         "elbo_bpd": results[f"{split}_elbo_bpd"], "kl_bpd": results[f"{split}_kl_bpd"],
                         "wall_time_s": results.get("wall_time_s"),
@@ -102,15 +101,15 @@ def aggregate(records):
             row[f"{metric}_ci95"] = mean_ci(values)[1]
         row["converged"] = sum(member.get("converged") is True for member in members)
         rows.append(row)
-    order = list(STRENGTH)
+    order = list(families.names())
     return sorted(rows, key=lambda row: (order.index(row["kind"]), row["strength"] or 0.0))
 
 
 def compare(rows):
     """For each VB setting: its mean ELBO, GD's curve at its KL, and the gap (VB - GD; > 0: GD better)."""
-    gd = [row for row in rows if row["kind"] == "gaussian_dropout"]
+    gd = [row for row in rows if row["kind"] == GD]
     comparison = []
-    for row in (row for row in rows if row["kind"] == "variational"):
+    for row in (row for row in rows if row["kind"] == VB):
         at = curve_at(gd, row["kl_bpd_mean"])
         comparison.append({"beta": row["strength"], "kl_bpd": row["kl_bpd_mean"], "vb_elbo_bpd": row["elbo_bpd_mean"],
                            "gd_elbo_bpd_at_kl": at, "gap_bpd": row["elbo_bpd_mean"] - at})
@@ -146,9 +145,8 @@ def plot(rows, records, out, split="test", floor=None):
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7.5, 5.0), dpi=120)
-    styles = {"gaussian_dropout": ("tab:blue", "o"), "variational": ("tab:orange", "s"),
-              "none": ("black", "*"), "auxiliary_decoder": ("tab:green", "D")}
-    for kind, (color, marker) in styles.items():
+    for index, family in enumerate(families.all_families()):
+        kind, (color, marker) = family.name, STYLES[index % len(STYLES)]
         mine = [row for row in rows if row["kind"] == kind]
         if not mine:
             continue
@@ -159,10 +157,10 @@ def plot(rows, records, out, split="test", floor=None):
         bar = lambda row, metric: row[f"{metric}_std"] if math.isnan(row[f"{metric}_ci95"]) else row[f"{metric}_ci95"]
         axes.errorbar([r["kl_bpd_mean"] for r in line], [r["elbo_bpd_mean"] for r in line],
                       xerr=[bar(r, "kl_bpd") for r in line], yerr=[bar(r, "elbo_bpd") for r in line], color=color,
-                      marker=marker, markersize=7 if kind in ("gaussian_dropout", "variational") else 11,
-                      linestyle="-" if len(line) > 1 else "none", capsize=2, label=LABELS[kind])
+                      marker=marker, markersize=11 if marker in "*D" else 7,
+                      linestyle="-" if len(line) > 1 else "none", capsize=2, label=family.label)
         for row in line:
-            if row["strength"] is not None and kind != "auxiliary_decoder":
+            if row["strength"] is not None and not family.is_preset:
                 axes.annotate(f"{row['strength']:g}", (row["kl_bpd_mean"], row["elbo_bpd_mean"]), fontsize=7,
                               xytext=(4, 4), textcoords="offset points", color=color)
     if floor is not None:
@@ -225,7 +223,7 @@ def main(argv=None):
     print(format_table(rows, ["kind", "strength", "n", "elbo_bpd_mean", "elbo_bpd_ci95", "kl_bpd_mean",
                               "kl_bpd_ci95", "converged"]))
     comparison = compare(rows)
-    if comparison and any(row["kind"] == "gaussian_dropout" for row in rows):
+    if comparison and any(row["kind"] == GD for row in rows):
         print("\nVB settings against the GD curve at the same KL (gap > 0: GD has the better ELBO; nan: outside "
               "GD's KL range)")
         print(format_table(comparison, list(comparison[0])))

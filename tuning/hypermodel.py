@@ -14,9 +14,7 @@ import keras_tuner as kt
 
 from gd_bottleneck.hybrid import HybridVAE
 from gd_bottleneck.training.run_config import RunConfig
-from tuning import space
-
-DEFAULT_AUX_WEIGHT = 1.0  # the auxiliary decoder's NLL weight when neither --aux_weight nor --tune_aux_weight set it
+from tuning import families, space
 
 
 class TrainerHyperModel(kt.HyperModel):
@@ -24,7 +22,7 @@ class TrainerHyperModel(kt.HyperModel):
 
     Args:
         base: dict of RunConfig fields shared by every trial (the trainer flags); ``model_dir`` is replaced per trial.
-            Its ``bottleneck`` is the kind used when ``bottleneck`` is not tuned (``"auxiliary_decoder"`` allowed).
+            Its ``bottleneck`` is the family used when ``bottleneck`` is not tuned (any of ``tuning.families``).
         tunables: list of :class:`tuning.space.Tunable`, the settings the search varies.
 
     Raises ``ValueError`` (naming the flag) when a trial could not be configured, e.g. a Gaussian dropout kind with
@@ -37,9 +35,7 @@ class TrainerHyperModel(kt.HyperModel):
         self.tunables = {tunable.name: tunable for tunable in tunables}
         bottleneck = self.tunables.get("bottleneck")
         self.kinds = bottleneck.values if bottleneck else (self.base["bottleneck"],)
-        if self.kinds[0] not in space.KINDS:
-            raise ValueError(f"Argument `bottleneck` must be one of {list(space.KINDS)}. "
-                             f"Received: bottleneck={self.kinds[0]!r}")
+        families.get(self.kinds[0])  # ValueError listing the families
         for tunable in tunables:
             condition = tunable.kind_condition
             if condition and not set(condition) & set(self.kinds):
@@ -81,21 +77,14 @@ class TrainerHyperModel(kt.HyperModel):
     def run_config(self, values, model_dir):
         """The RunConfig of a trial from its hyper-parameter ``values`` (a dict, e.g. ``hp.values``)."""
         settings = dict(self.base, model_dir=model_dir)
-        kind = values.get("bottleneck", self.kinds[0])
-        settings["bottleneck"] = "none" if kind == "auxiliary_decoder" else kind
-        if kind == "auxiliary_decoder":
-            settings["aux_weight"] = values.get("aux_weight", settings.get("aux_weight") or DEFAULT_AUX_WEIGHT)
         overrides = dict(settings.get("model_overrides") or {})
         for name, value in values.items():
             if name in space.MODEL_FIELDS:
                 overrides[name] = value
-            elif name not in ("bottleneck", "aux_weight"):
+            elif name != "bottleneck":
                 settings[name] = value
         settings["model_overrides"] = overrides
-        if settings["bottleneck"] != "gaussian_dropout":
-            settings["dropout_rate"] = None  # recorded as unused, not as a rate that had no effect
-        if settings["bottleneck"] != "variational":
-            settings["beta"] = None
+        settings = families.get(values.get("bottleneck", self.kinds[0])).apply(settings)
         try:
             return RunConfig(**settings)
         except ValueError as error:
@@ -116,8 +105,5 @@ class TrainerHyperModel(kt.HyperModel):
 
 
 def kind_of(config):
-    """The search kind of a RunConfig (or its dict): its bottleneck, or ``auxiliary_decoder`` for none + aux."""
-    values = dataclasses.asdict(config) if isinstance(config, RunConfig) else config
-    if values["bottleneck"] == "none" and values.get("aux_weight", 0.0) > 0:
-        return "auxiliary_decoder"
-    return values["bottleneck"]
+    """The search family name of a RunConfig (or its dict), e.g. ``auxiliary_decoder`` for none + aux_weight > 0."""
+    return families.family_of(dataclasses.asdict(config) if isinstance(config, RunConfig) else config).name

@@ -21,7 +21,7 @@ import numpy as np
 
 from gd_bottleneck import data
 from gd_bottleneck.training import checkpoints, files
-from tuning import frontier
+from tuning import families, frontier
 
 RIDGE = 1.0
 
@@ -102,7 +102,7 @@ def main(argv=None):
              **{name: float(np.mean([m[name] for m in members])) for name in names
                 if name not in ("kind", "strength", "seed")}}
             for (kind, strength), members in settings.items()]
-    order = list(frontier.STRENGTH)
+    order = list(families.names())
     rows.sort(key=lambda row: (order.index(row["kind"]), row["strength"] or 0.0))
     print(frontier.format_table(rows, list(rows[0])))
     if args.csv:

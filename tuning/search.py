@@ -19,12 +19,14 @@ import keras_tuner as kt
 from absl import app, flags, logging
 
 from gd_bottleneck import cli
-from trainers import cifar
+from trainers import run_flags
 from tuning import objectives, space
 from tuning.hypermodel import TrainerHyperModel
 from tuning.tuner import TUNERS, TrainerTuner, make_oracle, trial_rows
 
 FLAGS = flags.FLAGS
+run_flags.define()  # the trainer's flags: what all trials share
+flags.adopt_module_key_flags(run_flags)  # listed by --helpshort as this program's own
 flags.DEFINE_enum("tuner", "random", list(TUNERS), "Search strategy (KerasTuner oracle).")
 flags.DEFINE_integer("max_trials", 10, "Most trials to run (grid: stops earlier when the grid is exhausted; "
                      "hyperband: ignored, its budget is --max_epochs and --hyperband_factor).")
@@ -48,7 +50,7 @@ def tuner_from_flags(write=print):
     """The TrainerTuner the flags describe (``ValueError`` naming the flag on bad values)."""
     if FLAGS.directory is None:
         raise ValueError("Flag `--directory` is required (where the search and its trials are written).")
-    base = cifar.run_settings_from_flags()
+    base = run_flags.run_settings()
     tunables = space.parse_all({name: FLAGS[f"tune_{name}"].value for name in space.TUNABLE})
     if FLAGS.tuner == "grid":
         ranged = [tunable.name for tunable in tunables if not tunable.values]

@@ -12,15 +12,14 @@ instead of the full product.
 
 import dataclasses
 
-# Kinds a search can compare: the trainer's bottlenecks, plus the paper's other baseline, no bottleneck with an
-# auxiliary non-autoregressive decoder (Lucas & Verbeek 2018).
-KINDS = ("gaussian_dropout", "variational", "none", "auxiliary_decoder")
-# Settings a search can vary: (type, the kinds under which it exists or None for all). Widths are ModelConfig fields.
+from tuning import families
+
+# Settings a search can vary: (type, the strength argument whose families it exists under, or None for all).
 TUNABLE = {
     "bottleneck": (str, None),
-    "dropout_rate": (float, ("gaussian_dropout",)),
-    "beta": (float, ("variational",)),
-    "aux_weight": (float, ("auxiliary_decoder",)),
+    "dropout_rate": (float, "dropout_rate"),
+    "beta": (float, "beta"),
+    "aux_weight": (float, "aux_weight"),
     "learning_rate": (float, None),
     "pixelcnn_filters": (int, None),
     "resnet_channels": (int, None),
@@ -41,7 +40,9 @@ class Tunable:
 
     @property
     def kind_condition(self):
-        return TUNABLE[self.name][1]
+        """The families under which this setting exists (their strength), or None: under all."""
+        argument = TUNABLE[self.name][1]
+        return families.using(argument) if argument else None
 
     def declare(self, hp):
         """Registers the hyper-parameter on ``hp`` and returns its value in this trial."""
@@ -70,7 +71,7 @@ def parse(name, spec):
     spec = spec.strip()
     if ":" in spec:
         if kind is str:
-            raise ValueError(f"Flag `--{flag}` takes a list of values, e.g. {','.join(KINDS[:2])}. Received: {spec!r}")
+            raise ValueError(f"Flag `--{flag}` takes a list of values, e.g. {','.join(families.names()[:2])}. Received: {spec!r}")
         parts = spec.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
             raise ValueError(f"Flag `--{flag}` range must be LOW:HIGH or LOW:HIGH:log. Received: {spec!r}")
@@ -86,9 +87,9 @@ def parse(name, spec):
     if len(set(values)) != len(values):
         raise ValueError(f"Flag `--{flag}` lists a value twice. Received: {spec!r}")
     if name == "bottleneck":
-        unknown = [value for value in values if value not in KINDS]
+        unknown = [value for value in values if value not in families.names()]
         if unknown:
-            raise ValueError(f"Flag `--{flag}` values must be in {list(KINDS)}. Received: {unknown}")
+            raise ValueError(f"Flag `--{flag}` values must be in {list(families.names())}. Received: {unknown}")
     return Tunable(name, values=values)
 
 

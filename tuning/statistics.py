@@ -17,6 +17,10 @@ import math
 import numpy as np
 from scipy import stats
 
+from gd_bottleneck.bottlenecks import GaussianDropoutBottleneck, VariationalBottleneck
+
+GD, VB = GaussianDropoutBottleneck.kind, VariationalBottleneck.kind  # the two kinds the paper's question compares
+
 
 def curve_at(rows, kl):
     """The ELBO of the piecewise-linear curve through ``rows`` (sorted by KL) at ``kl``; NaN outside its range."""
@@ -53,9 +57,9 @@ def _setting_means(records, seeds):
 
 
 def _gaps(rows):
-    gd = [row for row in rows if row["kind"] == "gaussian_dropout"]
+    gd = [row for row in rows if row["kind"] == GD]
     return {row["strength"]: row["elbo_bpd_mean"] - curve_at(gd, row["kl_bpd_mean"])
-            for row in rows if row["kind"] == "variational"}
+            for row in rows if row["kind"] == VB}
 
 
 def bootstrap_gaps(records, draws=2000, level=0.95, seed=0):
@@ -64,7 +68,7 @@ def bootstrap_gaps(records, draws=2000, level=0.95, seed=0):
     seeds = sorted({record["seed"] for record in records})
     means = _setting_means(records, seeds)
     point = _gaps(means)
-    vb_kl = {row["strength"]: row["kl_bpd_mean"] for row in means if row["kind"] == "variational"}
+    vb_kl = {row["strength"]: row["kl_bpd_mean"] for row in means if row["kind"] == VB}
     rng = np.random.default_rng(seed)
     samples = {beta: [] for beta in point}
     for _ in range(draws):

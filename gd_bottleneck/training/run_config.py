@@ -1,21 +1,22 @@
 """RunConfig: everything that defines a training run besides the code, validated before anything heavy starts.
 
-The trainer CLI turns flags into a RunConfig field by field (same names), so an error message that names a field
-also names the flag. A run writes its RunConfig to ``model_dir/run_config.json``; a rerun in the same ``model_dir``
+The trainer's flags are generated from these fields (trainers/run_flags.py: same names, defaults, help texts and
+choices, from each field's metadata), so an error message that names a field also names the flag. A run writes its RunConfig to ``model_dir/run_config.json``; a rerun in the same ``model_dir``
 resumes only if the fields that shape the model, the data order and the schedule are unchanged.
 """
 
 import dataclasses
 import os
 
+from gd_bottleneck import bottleneck_registry
 from gd_bottleneck.config import PRESETS
 from gd_bottleneck.data.pipeline import DATASETS, builder_name
 from gd_bottleneck.errors import SettingsError
-from gd_bottleneck.hybrid import BOTTLENECKS
 from gd_bottleneck.validation import check_int, check_nonnegative, check_rate, check_seed
 
 LR_SCHEDULES = ("exponential", "linear", "cosine", "constant")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PROGRESS = ("auto", "bar", "lines")
 # Fields a resumed run may change: where things are read and written, how often, on what hardware.
 RESUMABLE_CHANGES = frozenset({"data_dir", "manual_dir", "model_dir", "export", "export_dir", "checkpoint_every",
                                "keep_checkpoints", "strategy", "cpu_replicas", "log_every", "progress",
@@ -43,63 +44,67 @@ def _positive(value, name):
     return result
 
 
+def setting(default, help, choices=None):
+    """A RunConfig field with its flag's help text (and its choices, for enum flags) as metadata."""
+    metadata = {"help": help, **({"choices": tuple(choices)} if choices is not None else {})}
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=lambda: dict(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """A training run. Units: learning rates per step; steps are optimizer updates of one global batch."""
 
-    model_dir: str
-    dataset: str = "shapes"
-    data_dir: str | None = None
-    manual_dir: str | None = None  # folder with cifar-10-binary.tar.gz, for offline CIFAR-10
-    image_size: int = 32
-    model_preset: str = "small"
-    model_overrides: dict = dataclasses.field(default_factory=dict)  # ModelConfig fields replacing the preset's
-    bottleneck: str = "gaussian_dropout"
-    dropout_rate: float | None = None
-    beta: float | None = None
-    aux_weight: float = 0.0
-    batch_size: int = 64  # global, over all replicas
-    eval_batch_size: int | None = None
-    epochs: int = 1
-    schedule_epochs: int | None = None  # learning-rate annealing horizon (>= epochs); default: epochs
-    steps_per_epoch: int | None = None  # cap; default: the whole train split per epoch
-    validation_examples: int = 0  # > 0: hold out the last N training images, evaluated at the end as validation_*
-    curve_points: int = 0  # > 0: evaluate the held-out ELBO this many times, evenly spaced (model_dir/curve.jsonl)
-    learning_rate: float = 1e-4
-    final_learning_rate: float = 4e-6
-    lr_schedule: str = "exponential"
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    seed: int = 0
-    export: bool = True  # write a SavedModel version at the end
-    export_dir: str | None = None  # default: saved_models/<run name> (TF Serving's model base path)
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    strategy: str = "default"
-    cpu_replicas: int = 0  # > 0: split the host CPU into this many logical devices
-    log_every: int = 50
-    progress: str = "auto"  # "bar", "lines" or "auto" (bar on a terminal)
-    image_summaries: int = 8  # images per TensorBoard grid (samples, reconstructions); 0 disables
-    deterministic: bool = False  # tf.config.experimental.enable_op_determinism
+    model_dir: str = setting(None, "Where checkpoints, TensorBoard logs and results.json go (required).")
+    dataset: str = setting("shapes", "Training data: the embedded procedural 'shapes' dataset ('shapes_tiny': 8x8, "
+                           "for tests), or CIFAR-10 through tfds.", DATASETS)
+    data_dir: str | None = setting(None, "tfds data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
+    manual_dir: str | None = setting(None, "Folder holding cifar-10-binary.tar.gz for offline CIFAR-10 preparation.")
+    image_size: int = setting(32, "Image side in pixels (cifar10: 32; shapes: 32, 16 or 8).")
+    model_preset: str = setting("small", "Model size: the paper's (appendix B) or small.", sorted(PRESETS))
+    model_overrides: dict = setting({}, "ModelConfig fields replacing the preset's (one flag per field).")
+    bottleneck: str = setting("gaussian_dropout", "Information bottleneck on the PixelCNN++ output v.",
+                              bottleneck_registry.names())
+    dropout_rate: float | None = setting(None, "Gaussian dropout rate p in [0, 1); noise stddev sqrt(p / (1 - p)).")
+    beta: float | None = setting(None, "Weight (>= 0) of the variational bottleneck's KL penalty.")
+    aux_weight: float = setting(0.0, "Weight (>= 0) of the auxiliary non-autoregressive decoder's NLL; 0 = none.")
+    batch_size: int = setting(64, "Global batch size (over all replicas).")
+    eval_batch_size: int | None = setting(None, "Test-set batch size (default: batch_size).")
+    epochs: int = setting(1, "Training epochs.")
+    schedule_epochs: int | None = setting(None, "Epochs over which the learning rate anneals (>= --epochs; default: "
+                                          "--epochs). Set it to extend a run later: --epochs may then change on resume.")
+    steps_per_epoch: int | None = setting(None, "Cap on the steps of an epoch (default: the whole train split).")
+    validation_examples: int = setting(0, "Hold out this many of the last training images as a validation split, "
+                                       "evaluated at the end (validation_* in results.json); 0: none.")
+    curve_points: int = setting(0, "Evaluate the held-out ELBO and KL this many times during training, evenly spaced "
+                                "(validation split if any, else test), into model_dir/curve.jsonl; 0: only at the end.")
+    learning_rate: float = setting(1e-4, "Adam learning rate at the first step.")
+    final_learning_rate: float = setting(4e-6, "Learning rate reached at the last step.")
+    lr_schedule: str = setting("exponential", "How the rate anneals (exponential: geometric).", LR_SCHEDULES)
+    adam_beta1: float = setting(0.9, "Adam beta_1.")
+    adam_beta2: float = setting(0.999, "Adam beta_2.")
+    adam_epsilon: float = setting(1e-8, "Adam epsilon.")
+    seed: int = setting(0, "Seed of the weights, the noise streams and the data order, in [0, 2**31).")
+    export: bool = setting(True, "Write a SavedModel version at the end (--noexport skips it).")
+    export_dir: str | None = setting(None, "SavedModel base folder; versions 1, 2, ... (default: "
+                                     "saved_models/<run name>, the run name being --model_dir's last folder).")
+    checkpoint_every: int = setting(500, "Save a checkpoint every this many steps.")
+    keep_checkpoints: int = setting(3, "How many checkpoints to keep.")
+    strategy: str = setting("default", "tf.distribute strategy; multi_worker reads TF_CONFIG.", STRATEGIES)
+    cpu_replicas: int = setting(0, "Split the host CPU into this many logical devices (testing replicas).")
+    log_every: int = setting(50, "Progress line and TensorBoard scalars every this many steps.")
+    progress: str = setting("auto", "Keras progress bar or log lines (auto: bar on a tty).", PROGRESS)
+    image_summaries: int = setting(8, "Images per TensorBoard grid of samples/reconstructions; 0 disables.")
+    deterministic: bool = setting(False, "Enable TF op determinism (bitwise-reproducible runs, slower).")
 
     def __post_init__(self):
         if not isinstance(self.model_dir, str) or not self.model_dir:
             raise ValueError(f"Argument `model_dir` must be a non-empty path. Received: model_dir={self.model_dir!r}")
-        _choice(self.dataset, "dataset", DATASETS)
-        _choice(self.model_preset, "model_preset", sorted(PRESETS))
-        _choice(self.bottleneck, "bottleneck", BOTTLENECKS)
-        _choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
-        _choice(self.strategy, "strategy", STRATEGIES)
-        _choice(self.progress, "progress", ("auto", "bar", "lines"))
-        if self.bottleneck == "gaussian_dropout":
-            if self.dropout_rate is None:
-                raise ValueError("Argument `dropout_rate` is required with bottleneck=gaussian_dropout (in [0, 1)).")
-            check_rate(self.dropout_rate, "dropout_rate")
-        if self.bottleneck == "variational":
-            if self.beta is None:
-                raise ValueError("Argument `beta` is required with bottleneck=variational (a number >= 0).")
-            check_nonnegative(self.beta, "beta")
+        for field in dataclasses.fields(self):
+            if "choices" in field.metadata:
+                _choice(getattr(self, field.name), field.name, field.metadata["choices"])
+        bottleneck_registry.check_setting(self.bottleneck, dropout_rate=self.dropout_rate, beta=self.beta)
         check_nonnegative(self.aux_weight, "aux_weight")
         for name in ("batch_size", "epochs", "checkpoint_every", "keep_checkpoints", "log_every"):
             check_int(getattr(self, name), name, 1)
