@@ -24,7 +24,7 @@ import math
 import keras
 import tensorflow as tf
 
-from gd_bottleneck import bottleneck_registry
+from gd_bottleneck import bottleneck_registry, weight_norm
 from gd_bottleneck.config import ModelConfig
 from gd_bottleneck.distributions import DiscretizedLogisticMixture
 from gd_bottleneck.hybrid_decoder import build_hybrid_decoder
@@ -97,7 +97,7 @@ class HybridVAE(keras.Model):
         self.decoder = Decoder(cfg, dtype=cfg.precision, name="decoder")
         self.pixelcnn = ConditionalPixelCNN(cfg.pixelcnn_filters, cfg.pixelcnn_resnets_per_stage, cfg.pixelcnn_stages,
                                             cfg.pixelcnn_dropout, cfg.pixelcnn_output_dim, seed=pixelcnn_seed,
-                                            dtype=cfg.precision, name="pixelcnn")
+                                            weight_norm=cfg.weight_norm, dtype=cfg.precision, name="pixelcnn")
         self.bottleneck_layer = bottleneck_registry.create(bottleneck, cfg.pixelcnn_output_dim, seed=bottleneck_seed,
                                                            dropout_rate=self.dropout_rate, beta=self.beta)
         self.mixer_hidden = keras.layers.Dense(cfg.mixer_units, activation="elu", name="mixer_hidden")
@@ -199,6 +199,15 @@ class HybridVAE(keras.Model):
         """The bottleneck's diagnostics of a batch of v (e.g. the Theorem 1 bound), in bits/dim: the layer reports
         nats per pixel, and a pixel has 3 sub-pixels."""
         return {f"{name}_bpd": nats / (3.0 * math.log(2.0)) for name, nats in self.bottleneck_layer.metrics(v).items()}
+
+    def initialize_from_data(self, images):
+        """Data-dependent initialisation of the weight-normalised layers (``config.weight_norm``; a no-op
+        otherwise): one eager test-mode pass over ``images`` inside
+        :func:`~gd_bottleneck.weight_norm.data_dependent_initialization`. Call it once, before training from
+        scratch, with a training batch (the same batch on every worker, so replicas agree)."""
+        if self.config.weight_norm:
+            with weight_norm.data_dependent_initialization():
+                self.terms(images, training=False)
 
     def call(self, images, training=None):
         """Per-image bits/dim figures (dict of ``[B]``); see :meth:`per_image_metrics`."""

@@ -22,6 +22,7 @@ import tensorflow as tf
 from gd_bottleneck.noise import SeededDropout
 from gd_bottleneck.precision import policy_scope
 from gd_bottleneck.validation import check_int, check_rate, check_seed
+from gd_bottleneck.weight_norm import WeightNormConv2D, WeightNormConv2DTranspose, WeightNormDense
 
 
 def down_shift(x):
@@ -44,6 +45,13 @@ def derived_seeds(seed, count):
     return [int(s) % 2**31 for s in np.random.SeedSequence(seed).generate_state(count, dtype=np.uint32)]
 
 
+def window_columns(tensor, start, width):
+    """``tensor[:, :, start:start + width]`` with a tensor ``start`` and a static ``width`` (the result keeps a
+    static shape, which TensorFlow's graph optimizations and XLA need in the sampler's loop)."""
+    begin = tf.stack([0, 0, start, 0])
+    return tf.slice(tensor, begin, [-1, tensor.shape[1], width, tensor.shape[3]])
+
+
 @keras.saving.register_keras_serializable(package="gd_bottleneck")
 class ShiftedConv2D(keras.layers.Layer):
     """A convolution padded so that it never looks below (``"down"``) or below/right (``"down_right"``).
@@ -53,18 +61,22 @@ class ShiftedConv2D(keras.layers.Layer):
     left, so output (i, j) sees rows i-kh+1..i, columns j-kw+1..j. With ``strides=2`` the output has half the size.
     """
 
-    def __init__(self, filters, kernel_size, shift, strides=1, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(self, filters, kernel_size, shift, strides=1, kernel_initializer="glorot_uniform", weight_norm=False,
+                 init_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         if shift not in ("down", "down_right"):
             raise ValueError(f"Argument `shift` must be 'down' or 'down_right'. Received: shift={shift!r}")
         self.filters, self.kernel_size, self.shift, self.strides = filters, tuple(kernel_size), shift, strides
+        self.weight_norm, self.init_scale = weight_norm, init_scale
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         kh, kw = self.kernel_size
         horizontal = [(kw - 1) // 2, (kw - 1) // 2] if shift == "down" else [kw - 1, 0]
         self.padding = [[0, 0], [kh - 1, 0], horizontal, [0, 0]]
+        options = {"init_scale": init_scale} if weight_norm else {}
         with policy_scope(self.dtype_policy):
-            self.conv = keras.layers.Conv2D(filters, self.kernel_size, strides=strides, padding="valid",
-                                            kernel_initializer=self.kernel_initializer, name="conv")
+            self.conv = (WeightNormConv2D if weight_norm else keras.layers.Conv2D)(
+                filters, self.kernel_size, strides=strides, padding="valid", kernel_initializer=self.kernel_initializer,
+                name="conv", **options)
 
     def build(self, input_shape):
         shape = list(input_shape)
@@ -78,6 +90,60 @@ class ShiftedConv2D(keras.layers.Layer):
         # (oneDNN; measured at the paper's and a small shape), so a training step is slower overall.
         return self.conv(tf.pad(x, self.padding))
 
+    # ------------------------------------------------------------------ incremental evaluation (the cached sampler)
+    # A generator that fills an image in raster order keeps, per convolution, the part of its (padded) input that
+    # later outputs still need, and evaluates the convolution only where a new output became computable.
+
+    def on_window(self, window):
+        """The outputs whose receptive fields make up ``window``, an input slice *with the padding in place*
+        (e.g. ``[B, kh, kw, C]`` -> one output ``[B, 1, 1, F]``)."""
+        return self.conv(window)
+
+    def initial_row_cache(self, batch, width, channels, dtype):
+        """Zeros ``[B, kh - 1, width + horizontal padding, C]``: the rows above the image (its top padding)."""
+        kh, (left, right) = self.kernel_size[0], self.padding[2]
+        return tf.zeros([batch, kh - 1, width + left + right, channels], dtype)
+
+    def row_window(self, cache, row):
+        """``(window, new cache)`` for the next input row ``[B, 1, W, C]`` of a ``"down"`` convolution: the
+        window is what :meth:`on_window` turns into the output row (every stride-th column for strided ones);
+        the cache holds the ``kh - 1`` padded input rows above the next row."""
+        left, right = self.padding[2]
+        padded = tf.pad(row, [[0, 0], [0, 0], [left, right], [0, 0]])
+        window = tf.concat([cache, padded], axis=1)
+        return window, window[:, 1:]
+
+    def row_step(self, cache, row):
+        """``(output row [B, 1, W, F], new cache)`` of a stride-1 ``"down"`` convolution (see :meth:`row_window`)."""
+        window, cache = self.row_window(cache, row)
+        return self.on_window(window), cache
+
+    def initial_pixel_cache(self, batch, width, channels, dtype):
+        """Zeros ``[B, kh, width + kw - 1, C]``: a ``"down_right"`` convolution's padded input rows, the last one
+        being the row in progress (see :meth:`pixel_step`)."""
+        kh, kw = self.kernel_size
+        return tf.zeros([batch, kh, width + kw - 1, channels], dtype)
+
+    def pixel_window(self, cache, column, value):
+        """Writes input ``value [B, 1, 1, C]`` at ``column`` of the row in progress of a ``"down_right"``
+        convolution's cache; returns ``(the window of the output at that column, new cache)``."""
+        kh, kw = self.kernel_size
+        batch = tf.shape(cache)[0]
+        where = tf.stack([tf.range(batch), tf.fill([batch], kh - 1), tf.fill([batch], column + kw - 1)], axis=1)
+        cache = tf.tensor_scatter_nd_update(cache, where, value[:, 0, 0])
+        return window_columns(cache, column, kw), cache
+
+    def pixel_step(self, cache, column, value):
+        """``(output at column [B, 1, 1, F], new cache)`` of a stride-1 ``"down_right"`` convolution: everything it
+        sees (the rows above, the pixels to the left and this one) is known (see :meth:`pixel_window`)."""
+        window, cache = self.pixel_window(cache, column, value)
+        return self.on_window(window), cache
+
+    @staticmethod
+    def next_row(cache):
+        """A pixel cache at the start of a new row: every row moves up one, the new row in progress is zeros."""
+        return tf.concat([cache[:, 1:], tf.zeros_like(cache[:, :1])], axis=1)
+
     def compute_output_shape(self, input_shape):
         scale = lambda n: None if n is None else n // self.strides
         return (input_shape[0], scale(input_shape[1]), scale(input_shape[2]), self.filters)
@@ -85,7 +151,8 @@ class ShiftedConv2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "shift": self.shift, "strides": self.strides,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "weight_norm": self.weight_norm, "init_scale": self.init_scale}
 
 
 @keras.saving.register_keras_serializable(package="gd_bottleneck")
@@ -97,14 +164,15 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
     right of (``"down_right"``) 2j', never to a position before (2i', 2j') in raster order.
     """
 
-    def __init__(self, filters, shift, **kwargs):
+    def __init__(self, filters, shift, weight_norm=False, **kwargs):
         super().__init__(**kwargs)
         if shift not in ("down", "down_right"):
             raise ValueError(f"Argument `shift` must be 'down' or 'down_right'. Received: shift={shift!r}")
-        self.filters, self.shift = filters, shift
+        self.filters, self.shift, self.weight_norm = filters, shift, weight_norm
         kernel = (2, 3) if shift == "down" else (2, 2)
         with policy_scope(self.dtype_policy):
-            self.conv = keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="valid", name="deconv")
+            self.conv = (WeightNormConv2DTranspose if weight_norm else keras.layers.Conv2DTranspose)(
+                filters, kernel, strides=2, padding="valid", name="deconv")
 
     def build(self, input_shape):
         self.conv.build(input_shape)
@@ -120,7 +188,7 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
         return (input_shape[0], double(input_shape[1]), double(input_shape[2]), self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "shift": self.shift}
+        return {**super().get_config(), "filters": self.filters, "shift": self.shift, "weight_norm": self.weight_norm}
 
 
 @keras.saving.register_keras_serializable(package="gd_bottleneck")
@@ -131,31 +199,79 @@ class GatedResnet(keras.layers.Layer):
     None); ``condition`` (u pooled to this resolution); ``training`` (dropout only).
     """
 
-    def __init__(self, filters, shift, dropout, seed, has_skip, **kwargs):
+    def __init__(self, filters, shift, dropout, seed, has_skip, weight_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.shift, self.dropout, self.seed, self.has_skip = filters, shift, dropout, seed, has_skip
+        self.weight_norm = weight_norm
         kernel = (2, 3) if shift == "down" else (2, 2)
-        # The gate starts near zero (output std ~0.1 of its input's), so each block starts close to the identity.
+        # The gate starts near zero (output std ~0.1 of its input's), so each block starts close to the identity:
+        # a small initializer, or with weight norm a data-dependent scale of 0.1 (PixelCNN++'s init_scale).
         small = keras.initializers.VarianceScaling(0.01, mode="fan_in", distribution="truncated_normal")
+        dense = WeightNormDense if weight_norm else keras.layers.Dense
         with policy_scope(self.dtype_policy):
-            self.conv_in = ShiftedConv2D(filters, kernel, shift, name="conv_in")
-            self.skip_projection = keras.layers.Dense(filters, name="skip_projection") if has_skip else None
+            self.conv_in = ShiftedConv2D(filters, kernel, shift, weight_norm=weight_norm, name="conv_in")
+            self.skip_projection = dense(filters, name="skip_projection") if has_skip else None
             self.drop = SeededDropout(dropout, seed=seed, name="dropout")
-            self.conv_out = ShiftedConv2D(2 * filters, kernel, shift, kernel_initializer=small, name="conv_out")
+            self.conv_out = ShiftedConv2D(2 * filters, kernel, shift, kernel_initializer=small,
+                                          weight_norm=weight_norm, init_scale=0.1, name="conv_out")
             self.condition_projection = keras.layers.Dense(2 * filters, kernel_initializer=small, name="condition")
 
     def call(self, x, skip=None, condition=None, training=None):
-        hidden = self.conv_in(concat_elu(x))
+        return self._gated(x, self.conv_in, skip, lambda h: self.conv_out(self.drop(h, training=training)),
+                           self.condition_projection(condition))
+
+    def _gated(self, x, conv_in, skip, conv_out, gate_bias):
+        """The block's maths with the two convolutions given as functions (whole maps, a row, a pixel)."""
+        hidden = conv_in(concat_elu(x))
         if self.skip_projection is not None:
             hidden = hidden + self.skip_projection(concat_elu(skip))
-        hidden = self.drop(concat_elu(hidden), training=training)
-        gates = self.conv_out(hidden) + self.condition_projection(condition)
+        gates = conv_out(concat_elu(hidden)) + gate_bias
         a, b = tf.split(gates, 2, axis=-1)
         return x + a * tf.sigmoid(b)
 
+    # ------------------------------------------------------------------ incremental evaluation (test mode)
+
+    def gate_bias(self, condition):
+        """The conditioning term of the gates, ``[B, H, W, 2F]``: computed once per image by the cached sampler."""
+        return self.condition_projection(condition)
+
+    def initial_cache(self, batch, width, dtype):
+        """The two convolutions' caches at the top of the image (row caches for "down", pixel caches otherwise)."""
+        initial = "initial_row_cache" if self.shift == "down" else "initial_pixel_cache"
+        return tuple(getattr(conv, initial)(batch, width, 2 * self.filters, dtype)
+                     for conv in (self.conv_in, self.conv_out))
+
+    def row_step(self, cache, x, skip, gate_bias):
+        """A ``"down"`` block on one row ``x [B, 1, W, F]`` (``gate_bias`` that row's): ``(y, new cache)``."""
+        caches = list(cache)
+
+        def step(index):
+            def convolve(inputs):
+                output, caches[index] = (self.conv_in, self.conv_out)[index].row_step(caches[index], inputs)
+                return output
+            return convolve
+
+        return self._gated(x, step(0), skip, step(1), gate_bias), tuple(caches)
+
+    def pixel_step(self, cache, x, skip, gate_bias, column):
+        """A ``"down_right"`` block at one pixel ``x [B, 1, 1, F]`` of the row in progress: ``(y, new cache)``."""
+        caches = list(cache)
+
+        def step(index):
+            def convolve(inputs):
+                output, caches[index] = (self.conv_in, self.conv_out)[index].pixel_step(caches[index], column, inputs)
+                return output
+            return convolve
+
+        return self._gated(x, step(0), skip, step(1), gate_bias), tuple(caches)
+
+    def next_row(self, cache):
+        """Pixel caches at the start of a new row (see :meth:`ShiftedConv2D.next_row`)."""
+        return tuple(ShiftedConv2D.next_row(part) for part in cache)
+
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "shift": self.shift, "dropout": self.dropout,
-                "seed": self.seed, "has_skip": self.has_skip}
+                "seed": self.seed, "has_skip": self.has_skip, "weight_norm": self.weight_norm}
 
 
 @keras.saving.register_keras_serializable(package="gd_bottleneck")
@@ -173,9 +289,12 @@ class ConditionalPixelCNN(keras.layers.Layer):
         dropout: binary dropout rate inside every gated resnet (0.5).
         output_dim: size of v per pixel (10).
         seed: base seed of the dropout layers.
+        weight_norm: weight-normalised convolutions and projections (gd_bottleneck/weight_norm.py), initialised
+            from data by ``HybridVAE.initialize_from_data``.
     """
 
-    def __init__(self, filters, resnets_per_stage, stages, dropout, output_dim, seed=None, **kwargs):
+    def __init__(self, filters, resnets_per_stage, stages, dropout, output_dim, seed=None, weight_norm=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters = check_int(filters, "filters", 1)
         self.resnets_per_stage = check_int(resnets_per_stage, "resnets_per_stage", 1)
@@ -183,32 +302,37 @@ class ConditionalPixelCNN(keras.layers.Layer):
         self.dropout = check_rate(dropout, "dropout")
         self.output_dim = check_int(output_dim, "output_dim", 1)
         self.seed = check_seed(seed)
+        self.weight_norm = wn = bool(weight_norm)
         f, r, s = self.filters, self.resnets_per_stage, self.stages
         up_count, down_count = r * s, r * s + (s - 1)
         seeds = iter(derived_seeds(self.seed, 2 * (up_count + down_count)))
-        block = lambda shift, has_skip, name: GatedResnet(f, shift, self.dropout, next(seeds), has_skip, name=name)
+        block = lambda shift, has_skip, name: GatedResnet(f, shift, self.dropout, next(seeds), has_skip,  # noqa: E731
+                                                          weight_norm=wn, name=name)
         with policy_scope(self.dtype_policy):  # the whole network computes in this layer's dtype policy
-            self.first_rows = ShiftedConv2D(f, (2, 3), "down", name="first_rows")
-            self.first_row_left = ShiftedConv2D(f, (1, 3), "down", name="first_row_left")
-            self.first_column_left = ShiftedConv2D(f, (2, 1), "down_right", name="first_column_left")
+            self.first_rows = ShiftedConv2D(f, (2, 3), "down", weight_norm=wn, name="first_rows")
+            self.first_row_left = ShiftedConv2D(f, (1, 3), "down", weight_norm=wn, name="first_row_left")
+            self.first_column_left = ShiftedConv2D(f, (2, 1), "down_right", weight_norm=wn, name="first_column_left")
             self.up_u = [block("down", False, f"up_u_{i}") for i in range(up_count)]
             self.up_ul = [block("down_right", True, f"up_ul_{i}") for i in range(up_count)]
-            self.downsample_u = [ShiftedConv2D(f, (2, 3), "down", strides=2, name=f"downsample_u_{i}")
-                                 for i in range(s - 1)]
-            self.downsample_ul = [ShiftedConv2D(f, (2, 2), "down_right", strides=2, name=f"downsample_ul_{i}")
-                                  for i in range(s - 1)]
+            self.downsample_u = [ShiftedConv2D(f, (2, 3), "down", strides=2, weight_norm=wn,
+                                               name=f"downsample_u_{i}") for i in range(s - 1)]
+            self.downsample_ul = [ShiftedConv2D(f, (2, 2), "down_right", strides=2, weight_norm=wn,
+                                                name=f"downsample_ul_{i}") for i in range(s - 1)]
             self.down_u = [block("down", True, f"down_u_{i}") for i in range(down_count)]
             self.down_ul = [block("down_right", True, f"down_ul_{i}") for i in range(down_count)]
-            self.upsample_u = [ShiftedConv2DTranspose(f, "down", name=f"upsample_u_{i}") for i in range(s - 1)]
-            self.upsample_ul = [ShiftedConv2DTranspose(f, "down_right", name=f"upsample_ul_{i}") for i in range(s - 1)]
+            self.upsample_u = [ShiftedConv2DTranspose(f, "down", weight_norm=wn, name=f"upsample_u_{i}")
+                               for i in range(s - 1)]
+            self.upsample_ul = [ShiftedConv2DTranspose(f, "down_right", weight_norm=wn, name=f"upsample_ul_{i}")
+                                for i in range(s - 1)]
         # v is float32 whatever the policy: it goes through the bottleneck into the likelihood's parameters.
-        self.output_head = keras.layers.Dense(self.output_dim, dtype="float32", name="output_head")
+        self.output_head = (WeightNormDense if wn else keras.layers.Dense)(self.output_dim, dtype="float32",
+                                                                           name="output_head")
 
     def call(self, inputs, training=None):
         x, condition = inputs
         r, s = self.resnets_per_stage, self.stages
         x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)  # marks real pixels apart from zero padding
-        conditions = [condition] + [tf.nn.avg_pool2d(condition, 2**k, 2**k, "VALID") for k in range(1, s)]
+        conditions = self.conditions(condition)
 
         u_list = [down_shift(self.first_rows(x))]
         ul_list = [down_shift(self.first_row_left(x)) + right_shift(self.first_column_left(x))]
@@ -233,9 +357,26 @@ class ConditionalPixelCNN(keras.layers.Layer):
                 u, ul = self.upsample_u[stage - 1](u), self.upsample_ul[stage - 1](ul)
         return self.output_head(tf.nn.elu(ul))
 
+    def conditions(self, condition):
+        """u average-pooled to every stage's resolution: ``[u, pool2(u), pool4(u), ...]``."""
+        return [condition] + [tf.nn.avg_pool2d(condition, 2**k, 2**k, "VALID") for k in range(1, self.stages)]
+
+    def up_blocks(self, stage):
+        """Indices into ``up_u``/``up_ul`` of the blocks at ``stage`` (0: full resolution)."""
+        r = self.resnets_per_stage
+        return list(range(stage * r, (stage + 1) * r))
+
+    def down_blocks(self, stage):
+        """Indices into ``down_u``/``down_ul`` of the blocks at ``stage`` (the down pass runs coarsest first, with
+        one extra block at every stage but the coarsest)."""
+        r, s = self.resnets_per_stage, self.stages
+        start = sum(r + (later < s - 1) for later in range(stage + 1, s))
+        return list(range(start, start + r + (stage < s - 1)))
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0][:-1]) + (self.output_dim,)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "resnets_per_stage": self.resnets_per_stage,
-                "stages": self.stages, "dropout": self.dropout, "output_dim": self.output_dim, "seed": self.seed}
+                "stages": self.stages, "dropout": self.dropout, "output_dim": self.output_dim, "seed": self.seed,
+                "weight_norm": self.weight_norm}

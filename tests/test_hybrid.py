@@ -116,9 +116,11 @@ def test_two_replicas_train_to_the_same_weights_as_one(bottleneck, two_replicas)
     np.testing.assert_allclose(logs_two["loss"], logs_one["loss"], rtol=1e-4)
 
 
-@pytest.mark.parametrize("bottleneck", ["none", "gaussian_dropout", "variational"])
-def test_saved_and_reloaded_model_gives_identical_test_elbo(bottleneck, tmp_path):
-    model = HybridVAE(TINY, bottleneck=bottleneck, aux_weight=0.5, seed=8, **BOTTLENECK_KWARGS[bottleneck])
+@pytest.mark.parametrize("bottleneck, config", [("none", TINY), ("gaussian_dropout", TINY), ("variational", TINY),
+                                                ("gaussian_dropout", TINY.replace(weight_norm=True))],
+                         ids=["none", "gaussian_dropout", "variational", "weight_norm"])
+def test_saved_and_reloaded_model_gives_identical_test_elbo(bottleneck, config, tmp_path):
+    model = HybridVAE(config, bottleneck=bottleneck, aux_weight=0.5, seed=8, **BOTTLENECK_KWARGS[bottleneck])
     rng = np.random.default_rng(0)  # move every float weight off its initial value, advance the noise streams
     model.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) if w.dtype.kind == "f" else w + 3
                        for w in model.get_weights()])

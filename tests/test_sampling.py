@@ -52,8 +52,9 @@ def test_incremental_network_outputs_equal_a_full_pass_at_every_pixel():
     np.testing.assert_allclose(incremental, full, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("config, bottleneck", [(TINY, "gaussian_dropout"), (TINY, "variational"), (DEEPER, "none")],
-                         ids=["gaussian_dropout", "variational", "none_2_stages"])
+@pytest.mark.parametrize("config, bottleneck", [(TINY, "gaussian_dropout"), (TINY, "variational"), (DEEPER, "none"),
+                                                (TINY.replace(weight_norm=True), "gaussian_dropout")],
+                         ids=["gaussian_dropout", "variational", "none_2_stages", "weight_norm"])
 def test_cached_sampler_draws_exactly_the_reference_samples(config, bottleneck):
     model = perturbed_model(config, bottleneck)
     z = sampling.prior_latents(model, [5, 6], 6)

@@ -14,7 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from gd_bottleneck import HybridVAE
 from gd_bottleneck.training import RunConfig, TrainingDiverged, train
 from gd_bottleneck.training.callbacks import read_curve
-from gd_bottleneck.training.run import fit_segments, learning_rate_schedule
+from gd_bottleneck.training.optimizer import learning_rate_schedule
+from gd_bottleneck.training.run import fit_segments
 from tests.tiny_models import TINY, tiny_run
 
 

@@ -13,6 +13,7 @@ from gd_bottleneck import sampling
 from gd_bottleneck.errors import CheckpointError
 from gd_bottleneck.image_grids import image_grid
 from gd_bottleneck.training import checkpoints
+from gd_bottleneck.training.optimizer import averaged_weights
 
 
 class WallTime:
@@ -188,7 +189,9 @@ class LearningCurve(keras.callbacks.Callback):
         step = int(self.model.optimizer.iterations.numpy())
         if step not in self.steps:
             return
-        point = {"step": step, **self._evaluate(), "wall_time_s": round(self.wall_time.total(), 1)}
+        with averaged_weights(self.model):  # what the run's evaluation will report
+            figures = self._evaluate()
+        point = {"step": step, **figures, "wall_time_s": round(self.wall_time.total(), 1)}
         with open(self.path, "a") as stream:
             stream.write(json.dumps(point) + "\n")
 

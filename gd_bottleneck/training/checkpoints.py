@@ -17,6 +17,7 @@ import tensorflow as tf
 from gd_bottleneck.errors import CheckpointError
 from gd_bottleneck.hybrid import HybridVAE
 from gd_bottleneck.training import files
+from gd_bottleneck.training.optimizer import make_optimizer
 from gd_bottleneck.training.run_config import RunConfig
 
 
@@ -130,8 +131,8 @@ def _quarantine(directory, damaged, found, intact):
 def load_trained_model(model_dir, warn=print):
     """The HybridVAE of a training run, with the weights of its newest checkpoint (for export and sampling).
 
-    Reads ``model_dir/run_config.json`` for the architecture and ``model_dir/checkpoints/`` for the weights; the
-    optimizer state in the checkpoint is not needed and not loaded; a damaged newest checkpoint is reported through
+    Reads ``model_dir/run_config.json`` for the architecture and ``model_dir/checkpoints/`` for the weights (the
+    Polyak averages when the run averages them; the rest of the optimizer state is not loaded); a damaged newest checkpoint is reported through
     ``warn`` and the previous one used. Raises ``FileNotFoundError`` naming what is missing.
     """
     settings = os.path.join(model_dir, "run_config.json")
@@ -141,9 +142,17 @@ def load_trained_model(model_dir, warn=print):
     if not candidates(os.path.join(model_dir, "checkpoints")):
         raise FileNotFoundError(f"`model_dir` {model_dir!r} has no checkpoint yet (checkpoints/ is empty).")
     model = HybridVAE(config.model_config(), **config.model_kwargs())
-    checkpoint = tf.train.Checkpoint(model_variables=model_variables(model))
+    averaging = None
+    if config.polyak_decay > 0:  # the averages are optimizer variables
+        averaging = make_optimizer(config, schedule_steps=1)  # the schedule's length holds no variable
+        averaging.build(model.trainable_variables)
+        checkpoint = training_checkpoint(model, averaging)
+    else:
+        checkpoint = tf.train.Checkpoint(model_variables=model_variables(model))
     newest = restore_newest_intact(checkpoint, os.path.join(model_dir, "checkpoints"), warn, partial=True,
                                    quarantine=False)  # reading only: a training run may be writing
+    if averaging is not None:
+        averaging.assign_averages(model.trainable_variables)
     return model, config, newest
 
 

@@ -36,22 +36,10 @@ from gd_bottleneck.errors import RunInUse, SettingsError, TrainingDiverged, Trai
 from gd_bottleneck.export import export_saved_model
 from gd_bottleneck.hybrid import HybridVAE
 from gd_bottleneck.training import callbacks, checkpoints, files, strategies
+from gd_bottleneck.training.optimizer import averaged_weights, make_optimizer
 from gd_bottleneck.training.run_config import RunConfig
 
 __all__ = ["TrainingDiverged", "TrainingInterrupted", "train"]
-
-
-def learning_rate_schedule(config, total_steps):
-    """``learning_rate`` annealed to ``final_learning_rate`` over ``total_steps`` (exponential: geometric)."""
-    start, end = config.learning_rate, config.final_learning_rate
-    decay_steps = max(total_steps, 1)
-    if config.lr_schedule == "exponential":
-        return keras.optimizers.schedules.ExponentialDecay(start, decay_steps, end / start)
-    if config.lr_schedule == "linear":
-        return keras.optimizers.schedules.PolynomialDecay(start, decay_steps, end, power=1.0)
-    if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(start, decay_steps, alpha=end / start)
-    return start
 
 
 def fit_segments(start_step, steps_per_epoch, epochs):
@@ -138,9 +126,7 @@ def _checkpoint_dirs(config, chief):
 def build_model(config, schedule_steps):
     """The compiled model and its built optimizer (call inside the strategy's scope)."""
     model = HybridVAE(config.model_config(), **config.model_kwargs())
-    optimizer = keras.optimizers.Adam(learning_rate_schedule(config, schedule_steps), beta_1=config.adam_beta1,
-                                      beta_2=config.adam_beta2, epsilon=config.adam_epsilon)
-    model.compile(optimizer=optimizer)
+    model.compile(optimizer=make_optimizer(config, schedule_steps))
     model.optimizer.build(model.trainable_variables)  # a LossScaleOptimizer around Adam with mixed_float16
     return model
 
@@ -176,13 +162,15 @@ def _fit(config, model, manager, run_data, start_step, wall_time, chief, write):
 
 
 def _evaluate(config, model, run_data):
-    """``{"<split>_<metric>": value}`` over the validation (if any) and test splits, in bits/dim."""
+    """``{"<split>_<metric>": value}`` over the validation (if any) and test splits, in bits/dim (with the Polyak
+    averages of the weights when the run averages)."""
     results = {}
-    for split, images in (("validation", run_data.validation), ("test", run_data.test)):
-        if images is not None:
-            batches = data.evaluation_batches(images, config.eval_batch_size or config.batch_size)
-            evaluation = model.evaluate(batches, return_dict=True, verbose=0)
-            results.update({f"{split}_{name}": float(value) for name, value in evaluation.items()})
+    with averaged_weights(model):
+        for split, images in (("validation", run_data.validation), ("test", run_data.test)):
+            if images is not None:
+                batches = data.evaluation_batches(images, config.eval_batch_size or config.batch_size)
+                evaluation = model.evaluate(batches, return_dict=True, verbose=0)
+                results.update({f"{split}_{name}": float(value) for name, value in evaluation.items()})
     return results
 
 
@@ -231,7 +219,9 @@ def _train_in(config, strategy, chief, run_data, began, write):
         restored = checkpoints.restore_newest_intact(checkpoint, restore_from, lambda text: write(text, flush=True),
                                                      quarantine=chief)
         manager = tf.train.CheckpointManager(checkpoint, write_to, max_to_keep=config.keep_checkpoints)
-    start_step = int(model.optimizer.iterations.numpy())
+        start_step = int(model.optimizer.iterations.numpy())
+        if restored is None:  # a new run: weight-normalised layers start from the data (a no-op otherwise)
+            model.initialize_from_data(run_data.train[:config.batch_size])
     earlier_time = checkpoints.recorded_wall_time(restore_from, restored)
     total_steps = run_data.total_steps
     if start_step >= total_steps:
@@ -266,7 +256,8 @@ def _train_in(config, strategy, chief, run_data, began, write):
                    config=config.to_dict(), model_config=config.model_config().to_dict())
     if chief:
         if config.export:
-            results["export"] = export_saved_model(model, config.export_base)
+            with averaged_weights(model):
+                results["export"] = export_saved_model(model, config.export_base)
         files.write_json_atomically(os.path.join(config.model_dir, "results.json"), results)
     write(f"Test: elbo {results['test_elbo_bpd']:.4f} bits/dim, KL {results['test_kl_bpd']:.4f} bits/dim; "
           f"results in {os.path.join(config.model_dir, 'results.json')}", flush=True)

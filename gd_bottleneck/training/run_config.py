@@ -85,6 +85,8 @@ class RunConfig:
     adam_beta1: float = setting(0.9, "Adam beta_1.")
     adam_beta2: float = setting(0.999, "Adam beta_2.")
     adam_epsilon: float = setting(1e-8, "Adam epsilon.")
+    polyak_decay: float = setting(0.0, "Polyak averaging: evaluate and export a moving average of the weights with "
+                                  "this decay per step (PixelCNN++: 0.9995), in [0, 1); 0: the last weights.")
     seed: int = setting(0, "Seed of the weights, the noise streams and the data order, in [0, 2**31).")
     export: bool = setting(True, "Write a SavedModel version at the end (--noexport skips it).")
     export_dir: str | None = setting(None, "SavedModel base folder; versions 1, 2, ... (default: "
@@ -122,7 +124,7 @@ class RunConfig:
         _positive(self.learning_rate, "learning_rate")
         _positive(self.final_learning_rate, "final_learning_rate")
         _positive(self.adam_epsilon, "adam_epsilon")
-        for name in ("adam_beta1", "adam_beta2"):
+        for name in ("adam_beta1", "adam_beta2", "polyak_decay"):
             check_rate(getattr(self, name), name)
         builder_name(self.dataset, self.image_size)  # the dataset exists at image_size (ValueError naming both)
         self.model_config()  # validates image_size and the overrides (ValueError naming the field)
@@ -158,6 +160,9 @@ class RunConfig:
         resumable = set(RESUMABLE_CHANGES)
         if self.schedule_epochs is not None and saved.get("schedule_epochs") == self.schedule_epochs:
             resumable.add("epochs")  # the schedule does not depend on epochs: a run can be extended (Hyperband)
+        # A field added after the run was saved has its default there (runs of older versions keep resuming).
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        saved = {**{name: value for name, value in defaults.items() if name not in saved}, **saved}
         changed = {name: (saved.get(name), value) for name, value in self.to_dict().items()
                    if name not in resumable and saved.get(name) != value}
         if changed:
