@@ -53,7 +53,9 @@ def measure(preset, image_size, num_images, reference=True, seed=(1, 2)):
     cached, cached_seconds = _timed(sampling.cached_samples, model, z, seed)
     result = {"preset": preset, "image_size": image_size, "num_images": num_images,
               "cached_images_per_s": round(num_images / cached_seconds, 4),
-              "cached_s_per_image": round(cached_seconds / num_images, 3)}
+              "cached_s_per_image": round(cached_seconds / num_images, 3),
+              # the loop's cost per generated pixel position (all images of the batch at once), in milliseconds
+              "cached_ms_per_pixel_step": round(1000 * cached_seconds / image_size**2, 3)}
     if reference:
         drawn, reference_seconds = _timed(sampling.reference_samples, model, z, seed, warm=False)
         result.update(reference_images_per_s=round(num_images / reference_seconds, 5),

@@ -7,8 +7,10 @@
 Both models are the same architecture: ``filters`` channels in both streams, ``resnets`` gated resnets per stage,
 ``stages`` resolutions, binary dropout, a mixture of ``components`` discretized logistics with conditional colour
 channels, the same receptive fields (TFP's masked 3x3/3x3 kernels keep 2x3 and 2x2 taps, our shifted convolutions
-are 2x3 and 2x2), no weight normalisation (TFP's ``use_weight_norm=False``: ours has none) and no conditioning (ours is
-given a 1-channel zero condition, a little extra work for us). A training step is forward, backward and an Adam
+are 2x3 and 2x2), weight normalisation on both sides or on neither (``--weight_norm``: ours
+``ConditionalPixelCNN(weight_norm=True)``, TFP's ``use_weight_norm=True``; data-dependent initialisation is a one-time
+pass, off on both sides here) and no conditioning (ours is given a 1-channel zero condition, a little extra work
+for us). A training step is forward, backward and an Adam
 update (each framework's own Adam), on the same uint8 batch, in a ``tf.function``. Each measurement runs in its own
 process (so peak RSS is its own), warms up (tracing, first steps), then times ``--steps`` steps, median of
 ``--repeats`` timings.
@@ -75,7 +77,7 @@ def ours_step(arch, jit_compile, precision="float32"):
 
     network = ConditionalPixelCNN(arch["filters"], arch["resnets"], arch["stages"], arch["dropout"],
                                   DiscretizedLogisticMixture.num_params(arch["components"], 3), seed=0,
-                                  dtype=precision)
+                                  weight_norm=arch["weight_norm"], dtype=precision)
     images = tf.constant(_images(arch).astype(np.float32))
     condition = tf.zeros(images.shape[:3] + (1,))
     network((tf.zeros(images.shape), condition))
@@ -107,7 +109,7 @@ def reference_step(arch):
     distribution = tfp.distributions.PixelCNN(
         image_shape=(size, size, 3), num_resnet=arch["resnets"], num_hierarchies=arch["stages"],
         num_filters=arch["filters"], num_logistic_mix=arch["components"], receptive_field_dims=(3, 3),
-        dropout_p=arch["dropout"], use_weight_norm=False, use_data_init=False)
+        dropout_p=arch["dropout"], use_weight_norm=arch["weight_norm"], use_data_init=False)
     images = tf.constant(_images(arch).astype(np.float32))
     distribution.log_prob(images)  # builds the network
     variables = distribution.network.trainable_variables
@@ -183,10 +185,10 @@ def measure(kind, arch, steps, repeats, warmup):
     raise ValueError(f"unknown measurement {kind!r}")
 
 
-def run_isolated(kind, arch_name, steps, repeats, warmup):
+def run_isolated(kind, arch_name, steps, repeats, warmup, weight_norm=False):
     """``measure`` in a fresh Python process (its own peak RSS, no shared TF state); returns its dict."""
     command = [sys.executable, "-m", "benchmarks.train_throughput", f"--_measure={kind}", f"--arch={arch_name}",
-               f"--steps={steps}", f"--repeats={repeats}", f"--warmup={warmup}"]
+               f"--steps={steps}", f"--repeats={repeats}", f"--warmup={warmup}"] + (["--weight_norm"] * weight_norm)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(command, capture_output=True, text=True, env=env,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -205,10 +207,11 @@ def main():
     parser.add_argument("--xla", action="store_true", help="also time our step compiled with XLA")
     parser.add_argument("--bf16", action="store_true", help="also time our step with mixed_bfloat16 networks")
     parser.add_argument("--hybrid", default="small,paper", help="hybrid presets to time ('' for none)")
+    parser.add_argument("--weight_norm", action="store_true", help="weight-normalised layers on both sides")
     parser.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     arch_name = args.arch or ("quick" if args.quick else "paper")
-    arch = ARCHITECTURES[arch_name]
+    arch = {**ARCHITECTURES[arch_name], "weight_norm": args.weight_norm}
     steps = args.steps or (10 if args.quick else 5)
     for name, value in (("steps", steps), ("repeats", args.repeats)):
         if value < 1:
@@ -218,8 +221,8 @@ def main():
         print(json.dumps({**result, "peak_rss_mib": _peak_rss_mib()}), flush=True)
         return
 
-    ours = run_isolated("ours", arch_name, steps, args.repeats, args.warmup)
-    reference = run_isolated("reference", arch_name, steps, args.repeats, args.warmup)
+    ours = run_isolated("ours", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
+    reference = run_isolated("reference", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
     summary = {"arch": arch_name, **{k: v for k, v in arch.items()}, "steps": steps, "repeats": args.repeats,
                "ours_images_per_s": round(ours["images_per_s"], 3),
                "reference_images_per_s": round(reference["images_per_s"], 3),
@@ -227,7 +230,7 @@ def main():
     if args.quick:
         print(json.dumps(summary), flush=True)
         return
-    peak = run_isolated("peak", arch_name, steps, args.repeats, args.warmup)
+    peak = run_isolated("peak", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
     achieved = ours["gflop_per_step"] * ours["images_per_s"] / arch["batch_size"]
     best_peak = max(peak["matmul_gflops"], peak["conv_gflops"])
     summary.update(ours_gflop_per_step=round(ours["gflop_per_step"], 2), ours_gflops=round(achieved, 2),
@@ -235,10 +238,10 @@ def main():
                    flop_utilisation=round(achieved / best_peak, 3), ours_peak_rss_mib=ours["peak_rss_mib"],
                    reference_peak_rss_mib=reference["peak_rss_mib"], parameters=ours["parameters"])
     if args.xla:
-        xla = run_isolated("ours_xla", arch_name, steps, args.repeats, args.warmup)
+        xla = run_isolated("ours_xla", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
         summary["ours_xla_images_per_s"] = round(xla["images_per_s"], 3)
     if args.bf16:
-        bf16 = run_isolated("ours_bf16", arch_name, steps, args.repeats, args.warmup)
+        bf16 = run_isolated("ours_bf16", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
         bf16_gflops = ours["gflop_per_step"] * bf16["images_per_s"] / arch["batch_size"]
         summary.update(ours_bf16_images_per_s=round(bf16["images_per_s"], 3),
                        ratio_bf16=round(bf16["images_per_s"] / reference["images_per_s"], 3),
