@@ -20,14 +20,18 @@ import numpy as np
 from gd_bottleneck import HybridVAE
 from gd_bottleneck.config import PRESETS
 from gd_bottleneck.precision import PRECISIONS
+from gd_bottleneck.training.optimizer import FusedAdam
 
 DEFAULT_BATCH = {"small": 16, "paper": 4}
 
 
-def measure(preset, image_size, batch_size, steps, warmup, precision="float32"):
+OPTIMIZERS = {"fused": lambda: FusedAdam(1e-4), "keras": lambda: keras.optimizers.Adam(1e-4)}
+
+
+def measure(preset, image_size, batch_size, steps, warmup, precision="float32", optimizer="fused"):
     config = PRESETS[preset](image_size).replace(precision=precision)
     model = HybridVAE(config, bottleneck="gaussian_dropout", dropout_rate=0.15, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4))
+    model.compile(optimizer=OPTIMIZERS[optimizer]())
     images = np.random.default_rng(0).integers(0, 256, size=(batch_size * steps, image_size, image_size, 3),
                                                dtype=np.uint8)
     start = time.perf_counter()
@@ -40,8 +44,8 @@ def measure(preset, image_size, batch_size, steps, warmup, precision="float32"):
     start = time.perf_counter()
     model.evaluate(images, batch_size=batch_size, verbose=0)
     eval_seconds = time.perf_counter() - start
-    return {"preset": preset, "precision": precision, "image_size": image_size, "batch_size": batch_size,
-            "steps": steps,
+    return {"preset": preset, "precision": precision, "optimizer": optimizer, "image_size": image_size,
+            "batch_size": batch_size, "steps": steps,
             "parameters": model.count_params(),
             "train_images_per_s": round(batch_size * steps / train_seconds, 3),
             "eval_images_per_s": round(batch_size * steps / eval_seconds, 3),
@@ -57,13 +61,15 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps, including tracing")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="the networks' dtype policy")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="fused",
+                        help="the trainer's FusedAdam (TensorFlow's ResourceApplyAdam) or Keras' Adam")
     args = parser.parse_args()
     for preset in args.presets.split(","):
         if preset not in PRESETS:
             parser.error(f"--presets: unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         batch = args.batch_size or DEFAULT_BATCH[preset]
-        print(json.dumps(measure(preset, args.image_size, batch, args.steps, args.warmup, args.precision)),
-              flush=True)
+        print(json.dumps(measure(preset, args.image_size, batch, args.steps, args.warmup, args.precision,
+                                 args.optimizer)), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import time
 import types
 
 import keras_tuner as kt
+from absl import app, flags
+from absl.testing import flagsaver
 import numpy as np
 import pytest
 
@@ -247,6 +249,14 @@ def test_search_cli_reports_a_bad_flag_as_a_usage_error():
 
 # --- aggregation: tuning.frontier and tuning.probe ---
 
+
+def run_cli(module, args):
+    """``module.main`` as its command line runs it: its absl flags defined and parsed from ``args``."""
+    module.define_flags()
+    with flagsaver.flagsaver():
+        return module.main(flags.FLAGS([module.__name__, *args]))
+
+
 def write_run(folder, bottleneck, seed, elbo, kl, dropout_rate=None, beta=None, aux_weight=0.0):
     config = RunConfig(model_dir=str(folder), bottleneck=bottleneck, dropout_rate=dropout_rate, beta=beta,
                        aux_weight=aux_weight, seed=seed).to_dict()
@@ -275,18 +285,18 @@ def test_frontier_aggregates_seeds_and_compares_vb_with_the_gd_curve(tmp_path, c
     # means (KL, ELBO): GD 0.1 (0, 3.0), GD 0.5 (0.12, 4.1), VB 0.3 (0.06, 3.9), none (0, 2.9), aux 1 (0.01, 3.1)
     assert dominated_by == {"gaussian_dropout 0.1": "none", "gaussian_dropout 0.5": "-",
                             "variational 0.3": "-", "none": "-", "auxiliary_decoder 1": "-"}
-    assert frontier.main([str(tmp_path), "--out", str(tmp_path / "f.png"), "--csv", str(tmp_path / "t.csv")]) == 0
+    assert run_cli(frontier, [str(tmp_path), "--out", str(tmp_path / "f.png"), "--csv", str(tmp_path / "t.csv")]) == 0
     assert open(tmp_path / "f.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     lines = open(tmp_path / "t.csv").read().splitlines()
     assert lines[0].startswith("kind,strength,n,seeds,elbo_bpd_mean") and len(lines) == 1 + len(rows)
     assert "0.3500" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        frontier.main([str(tmp_path / "missing")])
+    with pytest.raises(app.UsageError, match="missing"):
+        run_cli(frontier, [str(tmp_path / "missing")])
     # The committed runs.csv alone redraws the same tables and figure (no run folders needed).
-    assert frontier.main([str(tmp_path), "--runs_csv", str(tmp_path / "runs.csv")]) == 0
+    assert run_cli(frontier, [str(tmp_path), "--runs_csv", str(tmp_path / "runs.csv")]) == 0
     from_csv = frontier.aggregate(frontier.load_runs_csv(str(tmp_path / "runs.csv")))
     assert from_csv == rows
-    assert frontier.main(["--from_runs_csv", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "g.png")]) == 0
+    assert run_cli(frontier, ["--from_runs_csv", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "g.png")]) == 0
     header = open(tmp_path / "runs.csv").readline().strip().split(",")
     assert header[1:7] == ["kind", "strength", "seed", "steps", "elbo_bpd", "kl_bpd"] and "converged" in header
 
@@ -341,8 +351,8 @@ def test_distributed_search_chief_and_two_workers_run_every_trial_once(tmp_path,
     assert text["chief"].count("status=COMPLETED") == 3 and "Best trial" in text["chief"]
 
     # The trials' folders feed the frontier and the linear probe (real trained models, the 8x8 factors).
-    assert frontier.main([str(tmp_path / "d"), "--csv", str(tmp_path / "f.csv")]) == 0
-    assert probe.main([str(tmp_path / "d"), "--csv", str(tmp_path / "p.csv")]) == 0
+    assert run_cli(frontier, [str(tmp_path / "d"), "--csv", str(tmp_path / "f.csv")]) == 0
+    assert run_cli(probe, [str(tmp_path / "d"), "--csv", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert len(rows) == 3 and all(-10.0 < float(row["mean_r2"]) <= 1.0 for row in rows)
     assert {"hue", "stripe_angle", "num_objects", "largest_size"} <= set(rows[0])

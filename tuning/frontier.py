@@ -13,14 +13,14 @@ interpolation between the GD settings' means, ordered by KL; only inside the KL 
 means Gaussian dropout reaches that KL with a better ELBO.
 """
 
-import argparse
 import csv
 import math
 import os
-import sys
 
 import numpy as np
+from absl import app, flags
 
+from gd_bottleneck import cli
 from gd_bottleneck.training import files
 from tuning import convergence, families
 from tuning.statistics import GD, VB, bootstrap_gaps, curve_at, mean_ci
@@ -198,27 +198,44 @@ def format_table(rows, columns):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tuning.frontier", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="*", help="results.json files or folders holding them")
-    parser.add_argument("--from_runs_csv", help="read the runs from this runs.csv instead of results.json files")
-    parser.add_argument("--out", help="where to write the plot (.png)")
-    parser.add_argument("--csv", help="where to write the per-setting table (.csv)")
-    parser.add_argument("--runs_csv", help="where to write the per-run table (.csv)")
-    parser.add_argument("--split", default="test", choices=("test", "validation"), help="which evaluation to use")
-    parser.add_argument("--floor", help="entropy_floor.json (python -m tuning.entropy_floor) to draw on the plot")
-    parser.add_argument("--gaps_csv", help="where to write the GD-vs-VB gaps with bootstrap intervals (.csv)")
-    args = parser.parse_args(argv)
-    if bool(args.results) == bool(args.from_runs_csv):
-        parser.error("Give results.json files or folders, or --from_runs_csv, not both.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """This command's flags. Defined when it runs, not on import: ``tuning.figure3`` and ``tuning.probe`` import
+    the functions above and have flags of the same names (``--out``, ``--csv``) of their own."""
+    if "from_runs_csv" in FLAGS:
+        return
+    flags.DEFINE_string("from_runs_csv", None, "Read the runs from this runs.csv instead of results.json files.")
+    flags.DEFINE_string("out", None, "Where to write the plot (.png).")
+    flags.DEFINE_string("csv", None, "Where to write the per-setting table (.csv).")
+    flags.DEFINE_string("runs_csv", None, "Where to write the per-run table (.csv).")
+    flags.DEFINE_enum("split", "test", ["test", "validation"], "Which evaluation to use.")
+    flags.DEFINE_string("floor", None, "entropy_floor.json (python -m tuning.entropy_floor) to draw on the plot.")
+    flags.DEFINE_string("gaps_csv", None, "Where to write the GD-vs-VB gaps with bootstrap intervals (.csv).")
+
+
+def main(argv):
+    """``argv[1:]``: results.json files or folders holding them (or none with --from_runs_csv)."""
+    paths = argv[1:]
+    if bool(paths) == bool(FLAGS.from_runs_csv):
+        raise app.UsageError("Give results.json files or folders, or --from_runs_csv, not both.")
     try:
-        records = load_runs_csv(args.from_runs_csv) if args.from_runs_csv else load_runs(args.results, args.split)
+        records = load_runs_csv(FLAGS.from_runs_csv) if FLAGS.from_runs_csv else load_runs(paths, FLAGS.split)
     except (FileNotFoundError, KeyError) as error:
-        parser.error(str(error))
+        raise app.UsageError(error.args[0] if error.args else str(error))  # a KeyError's str() adds quotes
     if not records:
-        parser.error(f"No results.json found under {args.results}.")
+        raise app.UsageError(f"No results.json found under {paths}.")
+    report(records, FLAGS.split, FLAGS.out, FLAGS.csv, FLAGS.runs_csv, FLAGS.gaps_csv,
+           files.read_json(FLAGS.floor) if FLAGS.floor else None)
+    return 0
+
+
+def report(records, split="test", out=None, csv_path=None, runs_csv=None, gaps_csv=None, floor=None):
+    """Prints the tables of ``records`` (from :func:`load_runs` or :func:`load_runs_csv`) and writes the files
+    given: the plot ``out``, the per-setting ``csv_path``, the per-run ``runs_csv``, the GD-vs-VB ``gaps_csv``."""
     rows = aggregate(records)
-    print(f"{len(records)} runs, {len(rows)} settings ({args.split} split, bits/dim; mean and 95% t-interval "
+    print(f"{len(records)} runs, {len(rows)} settings ({split} split, bits/dim; mean and 95% t-interval "
           "half-width over seeds; converged: runs meeting the criterion of tuning/convergence.py)")
     print(format_table(rows, ["kind", "strength", "n", "elbo_bpd_mean", "elbo_bpd_ci95", "kl_bpd_mean",
                               "kl_bpd_ci95", "converged"]))
@@ -231,19 +248,25 @@ def main(argv=None):
         print("\nThe same gaps with 95% bootstrap intervals over seeds (resampled jointly, keeping the pairing), the "
               "share of resamples where GD is better, and where VB's KL falls inside GD's range")
         print(format_table(gaps, list(gaps[0])))
-        if args.gaps_csv:
-            write_csv(gaps, args.gaps_csv)
+        if gaps_csv:
+            write_csv(gaps, gaps_csv)
     print("\nDominance on the seed means (dominated_by: settings of another kind with at least this KL and at most "
           "this ELBO)")
     print(format_table(dominance(rows), ["setting", "kl_bpd", "elbo_bpd", "dominated_by"]))
-    if args.csv:
-        write_csv(rows, args.csv)
-    if args.runs_csv:
-        write_csv(records, args.runs_csv)
-    if args.out:
-        plot(rows, records, args.out, args.split, files.read_json(args.floor) if args.floor else None)
-    return 0
+    if csv_path:
+        write_csv(rows, csv_path)
+    if runs_csv:
+        write_csv(records, runs_csv)
+    if out:
+        plot(rows, records, out, split, floor)
+    return rows
+
+
+def run():
+    """Console-script entry point (see setup.cfg)."""
+    define_flags()
+    cli.run(main)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -13,13 +13,13 @@ sine (hue period 1, stripe angle period pi) and scored by the mean R^2 of the tw
 information (held-out predictions are no better than the mean).
 """
 
-import argparse
 import os
-import sys
 
 import numpy as np
 
-from gd_bottleneck import data
+from absl import app, flags
+
+from gd_bottleneck import cli, data
 from gd_bottleneck.training import checkpoints, files
 from tuning import families, frontier
 
@@ -70,20 +70,35 @@ def probe_run(model_dir, images, targets):
     return {name: ridge_r2(features, values) for name, values in targets.items()}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tuning.probe", description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", help="run folders, or folders holding them (found by results.json)")
-    parser.add_argument("--csv", help="where to write the per-setting table (.csv)")
-    parser.add_argument("--runs_csv", help="where to write the per-run table (.csv)")
-    args = parser.parse_args(argv)
-    records = frontier.load_runs(args.runs)
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """This command's flags, defined when it runs, like tuning.frontier's (whose --csv and --runs_csv mean the same
+    and are reused when both commands' flags live in one process, as in the tests)."""
+    if "csv" in FLAGS:
+        return
+    flags.DEFINE_string("csv", None, "Where to write the per-setting table (.csv).")
+    flags.DEFINE_string("runs_csv", None, "Where to write the per-run table (.csv).")
+
+
+def main(argv):
+    """``argv[1:]``: run folders, or folders holding them (found by their results.json)."""
+    if len(argv) < 2:
+        raise app.UsageError("Give run folders, or folders holding them.")
+    return probe(argv[1:], FLAGS.csv, FLAGS.runs_csv)
+
+
+def probe(paths, csv_path=None, runs_csv=None):
+    """Probes every run under ``paths``, prints the per-setting table and writes the CSV files given."""
+    records = frontier.load_runs(paths)
     if not records:
-        parser.error(f"No results.json found under {args.runs}.")
+        raise app.UsageError(f"No results.json found under {paths}.")
     inputs = {}
     for record in records:
         config = files.read_json(os.path.join(os.path.dirname(record["path"]), "run_config.json"))
         if config["dataset"] not in ("shapes", "shapes_tiny"):
-            parser.error(f"{record['path']}: probes need the shapes dataset's factors (dataset={config['dataset']}).")
+            raise app.UsageError(f"{record['path']}: probes need the shapes dataset's factors (dataset={config['dataset']}).")
         key = (config["dataset"], config["image_size"], config["data_dir"])  # the run's own test split
         if key not in inputs:
             dataset, size, data_dir = key
@@ -105,12 +120,18 @@ def main(argv=None):
     order = list(families.names())
     rows.sort(key=lambda row: (order.index(row["kind"]), row["strength"] or 0.0))
     print(frontier.format_table(rows, list(rows[0])))
-    if args.csv:
-        frontier.write_csv(rows, args.csv)
-    if args.runs_csv:
-        frontier.write_csv([{k: v for k, v in r.items() if k != "path"} for r in records], args.runs_csv)
+    if csv_path:
+        frontier.write_csv(rows, csv_path)
+    if runs_csv:
+        frontier.write_csv([{k: v for k, v in r.items() if k != "path"} for r in records], runs_csv)
     return 0
 
 
+def run():
+    """Console-script entry point (see setup.cfg)."""
+    define_flags()
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
