@@ -255,10 +255,16 @@ def _train_in(config, strategy, chief, run_data, began, write):
                    test_images=len(run_data.test), validation_images=config.validation_examples,
                    config=config.to_dict(), model_config=config.model_config().to_dict())
     if chief:
-        if config.export:
-            with averaged_weights(model):
-                results["export"] = export_saved_model(model, config.export_base)
-        files.write_json_atomically(os.path.join(config.model_dir, "results.json"), results)
+        _publish(config, model, results)
     write(f"Test: elbo {results['test_elbo_bpd']:.4f} bits/dim, KL {results['test_kl_bpd']:.4f} bits/dim; "
           f"results in {os.path.join(config.model_dir, 'results.json')}", flush=True)
     return results
+
+
+def _publish(config, model, results):
+    """The chief's last step: the export (Polyak-averaged weights if the run averages) and results.json, which is
+    written last, so its presence means the run is complete."""
+    if config.export:
+        with averaged_weights(model):
+            results["export"] = export_saved_model(model, config.export_base)
+    files.write_json_atomically(os.path.join(config.model_dir, "results.json"), results)
