@@ -60,7 +60,10 @@ class IncrementalPixelCNN:
 
     Use: ``state = initial_state()``; for each pixel in raster order: ``start_row`` when c == 0, then
     ``output(state, r, c) -> (v [B, 1, 1, output_dim], state)``, then ``set_pixel`` with the drawn pixel.
+    ``output`` and ``set_pixel`` change only the entries named in :attr:`PIXEL_KEYS`.
     """
+
+    PIXEL_KEYS = ("x", "up_ul", "down_ul", "downsample_ul", "down_ul_final")  # what a pixel step changes
 
     def __init__(self, network, condition):
         if not isinstance(network, ConditionalPixelCNN):
@@ -201,9 +204,12 @@ class IncrementalPixelCNN:
 
             def run_deeper():
                 inner, _ = self._pixel_stage(_copied(state), stage + 1, row, col, downsample.on_window(window))
-                return inner
+                return {key: inner[key] for key in self.PIXEL_KEYS}
 
-            state = tf.cond(deeper, run_deeper, lambda: _copied(state))
+            # Only what a pixel step changes goes through the condition (each tensor through it costs ops).
+            changed = tf.cond(deeper, run_deeper, lambda: {key: list(state[key]) if isinstance(state[key], list)
+                                                             else state[key] for key in self.PIXEL_KEYS})
+            state = {**state, **changed}
             coarse = crop(state["down_ul_final"][stage][:, tf.newaxis], columns=(stage_col // 2, 1))
             block = net.upsample_ul[stage](coarse)  # [B, 2, 2, F]: the 4 positions this coarse pixel writes
             ul = crop(block, rows=(stage_row % 2, 1), columns=(stage_col % 2, 1))

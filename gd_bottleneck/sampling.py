@@ -106,20 +106,31 @@ def _draw_with_caches(model, u, component_uniforms, channel_uniforms):
 
 
 def _draw_loop(model, u, component_uniforms, channel_uniforms, size, num_images):
+    """Rows in an outer loop, pixels in an inner one. The inner loop carries only what a pixel step changes (the
+    ul stream's caches, the image); the u stream's row values are loop invariants there. A single loop over all
+    pixels would carry every cache through every step, and decide with a per-pixel condition whether a row starts:
+    both cost TensorFlow ops per tensor and pixel, which dominate a small model's step."""
     network = IncrementalPixelCNN(model.pixelcnn, u)
 
-    def draw_next(index, state, images):
-        row, col = index // size, index % size
-        state = tf.cond(tf.equal(col, 0), lambda: network.start_row(state, row), lambda: dict(state))
-        v, state = network.output(state, row, col)
-        at = lambda t: crop(t, rows=(row, 1), columns=(col, 1))[:, 0, 0]  # noqa: E731
-        params = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
-        pixel = draw_pixel(params[:, 0, 0], at(component_uniforms), at(channel_uniforms))
-        state = network.set_pixel(state, row, col, model.rescale(pixel))
-        return index + 1, state, write_pixel(images, row, col, pixel)
+    def draw_row(row, state, images):
+        state = network.start_row(state, row)
+        row_part = {key: value for key, value in state.items() if key not in network.PIXEL_KEYS}
+
+        def draw_pixel_at(col, pixel_part, images):
+            v, after = network.output({**row_part, **pixel_part}, row, col)
+            at = lambda t: crop(t, rows=(row, 1), columns=(col, 1))[:, 0, 0]  # noqa: E731
+            params = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
+            pixel = draw_pixel(params[:, 0, 0], at(component_uniforms), at(channel_uniforms))
+            after = network.set_pixel(after, row, col, model.rescale(pixel))
+            return col + 1, {key: after[key] for key in network.PIXEL_KEYS}, write_pixel(images, row, col, pixel)
+
+        pixel_part = {key: state[key] for key in network.PIXEL_KEYS}
+        _, pixel_part, images = tf.while_loop(lambda col, *_: col < size, draw_pixel_at,
+                                              (tf.constant(0), pixel_part, images))
+        return row + 1, {**row_part, **pixel_part}, images
 
     images = tf.zeros([num_images, size, size, 3], tf.float32)
-    _, _, images = tf.while_loop(lambda index, *_: index < size * size, draw_next,
+    _, _, images = tf.while_loop(lambda row, *_: row < size, draw_row,
                                  (tf.constant(0), network.initial_state(), images))
     return images
 
