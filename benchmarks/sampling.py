@@ -83,6 +83,7 @@ def main():
     parser.add_argument("--num_images", type=int, default=None, help="default: 4 with --quick, else 16")
     parser.add_argument("--paper_images", type=int, default=4, help="images for the paper() preset (cached only)")
     parser.add_argument("--presets", default="small,paper", help="which of small,paper to run (not with --quick)")
+    parser.add_argument("--cached_only", action="store_true", help="time the cached sampler only (no reference run)")
     args = parser.parse_args()
     if args.num_images is not None and args.num_images < 1:
         parser.error(f"--num_images must be >= 1. Received: {args.num_images}")
@@ -92,7 +93,7 @@ def main():
     if unknown:
         parser.error(f"--presets must name small and/or paper. Received: {sorted(unknown)}")
     if "small" in presets:
-        print(json.dumps(measure("small", args.image_size, num_images)), flush=True)
+        print(json.dumps(measure("small", args.image_size, num_images, reference=not args.cached_only)), flush=True)
     if "paper" in presets:
         print(json.dumps(measure("paper", args.image_size, args.paper_images, reference=False)), flush=True)
 
