@@ -6,9 +6,10 @@
       pixelcnn(x, u) -> v [B,H,W,10]            v_j sees only x_<j and u
       bottleneck(v) -> v~                        any registered Bottleneck (gd_bottleneck/bottleneck_registry.py)
       mixer([v~, u]) per pixel: Dense(266, ELU) -> Dense(100) = DiscretizedLogisticMixture parameters
-    (decoder, pixelcnn, bottleneck and mixer are one Keras functional model, ``model.hybrid_decoder``: see
-    gd_bottleneck/hybrid_decoder.py)
       log p(x|z) = sum_j log DLM_j(x_j)          (colour channels conditioned inside the distribution)
+
+    decoder, pixelcnn, bottleneck and mixer form one Keras functional model, ``model.hybrid_decoder``
+    (gd_bottleneck/hybrid_decoder.py); this class owns the encoder, the objective, the training step and the metrics.
 
     -ELBO(x) = -log p(x|z) + KL(q(z|x) || N(0, I))                          (eq. 6, one z sample)
     loss     = -ELBO + w * bottleneck penalty   [variational: w = beta, penalty = sum_j KL(p(v_j|.) || N(0, I))]
