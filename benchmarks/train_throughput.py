@@ -11,7 +11,8 @@ are 2x3 and 2x2), weight normalisation on both sides or on neither (``--weight_n
 ``ConditionalPixelCNN(weight_norm=True)``, TFP's ``use_weight_norm=True``; data-dependent initialisation is a one-time
 pass, off on both sides here) and no conditioning (ours is given a 1-channel zero condition, a little extra work
 for us). A training step is forward, backward and an Adam
-update (each framework's own Adam), on the same uint8 batch, in a ``tf.function``. Each measurement runs in its own
+update (each framework's own Adam: ours is the trainer's ``FusedAdam``, TFP's is tf_keras' Adam, both on
+TensorFlow's fused ``ResourceApplyAdam``), on the same uint8 batch, in a ``tf.function``. Each measurement runs in its own
 process (so peak RSS is its own), warms up (tracing, first steps), then times ``--steps`` steps, median of
 ``--repeats`` timings.
 
@@ -69,11 +70,11 @@ def _images(arch, seed=0):
 
 def ours_step(arch, jit_compile, precision="float32"):
     """Our ConditionalPixelCNN + DiscretizedLogisticMixture: ``(train_step, loss_and_gradients, model)``."""
-    import keras
     import tensorflow as tf
 
     from gd_bottleneck.distributions import DiscretizedLogisticMixture
     from gd_bottleneck.pixelcnn import ConditionalPixelCNN
+    from gd_bottleneck.training.optimizer import FusedAdam
 
     network = ConditionalPixelCNN(arch["filters"], arch["resnets"], arch["stages"], arch["dropout"],
                                   DiscretizedLogisticMixture.num_params(arch["components"], 3), seed=0,
@@ -81,7 +82,7 @@ def ours_step(arch, jit_compile, precision="float32"):
     images = tf.constant(_images(arch).astype(np.float32))
     condition = tf.zeros(images.shape[:3] + (1,))
     network((tf.zeros(images.shape), condition))
-    optimizer = keras.optimizers.Adam(1e-4)
+    optimizer = FusedAdam(1e-4)  # the trainer's Adam (TensorFlow's fused kernel, as tf_keras' Adam on TFP's side)
     optimizer.build(network.trainable_variables)
 
     def loss_and_gradients():
