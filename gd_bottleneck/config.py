@@ -11,9 +11,13 @@ from gd_bottleneck.precision import PRECISIONS, check_precision
 from gd_bottleneck.validation import check_int, check_rate
 
 
-def _field(default, help, choices=None):
-    """A field with its help text (and choices) as metadata: the trainer's override flags are generated from them."""
-    return dataclasses.field(default=default, metadata={"help": help, **({"choices": choices} if choices else {})})
+def setting(default, help, choices=None):
+    """A dataclass field with its flag's help text (and choices, for enum flags) as metadata: the trainer's flags
+    are generated from them (trainers/run_flags.py). Used by ModelConfig and RunConfig."""
+    metadata = {"help": help, **({"choices": tuple(choices)} if choices is not None else {})}
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=lambda: dict(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,27 +29,27 @@ class ModelConfig:
     output ``v`` is ``[B, image_size, image_size, pixelcnn_output_dim]``.
     """
 
-    image_size: int = _field(32, "Image side in pixels.")
+    image_size: int = setting(32, "Image side in pixels.")
     # VAE: ResNets of bottleneck residual blocks (1x1 -> 3x3 -> 1x1), ELU.
-    resnet_blocks: int = _field(7, "Bottleneck residual blocks in each of the VAE encoder and decoder.")
-    resnet_channels: int = _field(512, "Channels of the VAE ResNets.")
-    resnet_bottleneck_channels: int = _field(128, "Channels inside a VAE residual block (its 3x3 convolution).")
-    decoder_output_channels: int = _field(256, "Channels of u, the VAE decoder's output.")
-    latent_size: int = _field(4, "Latent side: z is [latent_size, latent_size, latent_channels].")
-    latent_channels: int = _field(16, "Latent channels.")
+    resnet_blocks: int = setting(7, "Bottleneck residual blocks in each of the VAE encoder and decoder.")
+    resnet_channels: int = setting(512, "Channels of the VAE ResNets.")
+    resnet_bottleneck_channels: int = setting(128, "Channels inside a VAE residual block (its 3x3 convolution).")
+    decoder_output_channels: int = setting(256, "Channels of u, the VAE decoder's output.")
+    latent_size: int = setting(4, "Latent side: z is [latent_size, latent_size, latent_channels].")
+    latent_channels: int = setting(16, "Latent channels.")
     # PixelCNN++ (Salimans et al. 2017).
-    pixelcnn_filters: int = _field(160, "Filters of both PixelCNN++ streams.")
-    pixelcnn_resnets_per_stage: int = _field(5, "PixelCNN++ gated resnets per stream and stage.")
-    pixelcnn_stages: int = _field(3, "PixelCNN++ resolutions (each halves the previous one).")
-    pixelcnn_dropout: float = _field(0.5, "Binary dropout rate inside every PixelCNN++ gated resnet, in [0, 1).")
-    pixelcnn_output_dim: int = _field(10, "Size of v per pixel (the bottleneck's input).")
-    weight_norm: bool = _field(False, "Weight-normalised PixelCNN++ layers with data-dependent initialisation "
+    pixelcnn_filters: int = setting(160, "Filters of both PixelCNN++ streams.")
+    pixelcnn_resnets_per_stage: int = setting(5, "PixelCNN++ gated resnets per stream and stage.")
+    pixelcnn_stages: int = setting(3, "PixelCNN++ resolutions (each halves the previous one).")
+    pixelcnn_dropout: float = setting(0.5, "Binary dropout rate inside every PixelCNN++ gated resnet, in [0, 1).")
+    pixelcnn_output_dim: int = setting(10, "Size of v per pixel (the bottleneck's input).")
+    weight_norm: bool = setting(False, "Weight-normalised PixelCNN++ layers with data-dependent initialisation "
                                "(Salimans & Kingma 2016), as in PixelCNN++.")
     # Mixer MLP and likelihood.
-    mixer_units: int = _field(266, "Hidden units of the per-pixel mixer MLP on [v~, u].")
-    mixture_components: int = _field(10, "Logistic mixture components of the likelihood.")
+    mixer_units: int = setting(266, "Hidden units of the per-pixel mixer MLP on [v~, u].")
+    mixture_components: int = setting(10, "Logistic mixture components of the likelihood.")
     # Compute dtype policy of the three networks (gd_bottleneck/precision.py); the likelihood stays float32.
-    precision: str = _field("float32", "Compute dtype of the networks (the likelihood stays float32): "
+    precision: str = setting("float32", "Compute dtype of the networks (the likelihood stays float32): "
                             "mixed_bfloat16 for AMX CPUs, TPUs and recent GPUs, mixed_float16 for GPUs.", PRECISIONS)
 
     def __post_init__(self):

@@ -259,27 +259,24 @@ class GatedResnet(keras.layers.Layer):
 
     def row_step(self, cache, x, skip, gate_bias):
         """A ``"down"`` block on one row ``x [B, 1, W, F]`` (``gate_bias`` that row's): ``(y, new cache)``."""
-        caches = list(cache)
-
-        def step(index):
-            def convolve(inputs):
-                output, caches[index] = (self.conv_in, self.conv_out)[index].row_step(caches[index], inputs)
-                return output
-            return convolve
-
-        return self._gated(x, step(0), skip, step(1), gate_bias), tuple(caches)
+        return self._incremental(cache, x, skip, gate_bias, lambda conv, part, inputs: conv.row_step(part, inputs))
 
     def pixel_step(self, cache, x, skip, gate_bias, column):
         """A ``"down_right"`` block at one pixel ``x [B, 1, 1, F]`` of the row in progress: ``(y, new cache)``."""
+        return self._incremental(cache, x, skip, gate_bias,
+                                 lambda conv, part, inputs: conv.pixel_step(part, column, inputs))
+
+    def _incremental(self, cache, x, skip, gate_bias, step):
+        """:meth:`_gated` with each convolution run by ``step(conv, its cache, inputs) -> (output, new cache)``."""
         caches = list(cache)
 
-        def step(index):
-            def convolve(inputs):
-                output, caches[index] = (self.conv_in, self.conv_out)[index].pixel_step(caches[index], column, inputs)
+        def convolution(index):
+            def run(inputs):
+                output, caches[index] = step((self.conv_in, self.conv_out)[index], caches[index], inputs)
                 return output
-            return convolve
+            return run
 
-        return self._gated(x, step(0), skip, step(1), gate_bias), tuple(caches)
+        return self._gated(x, convolution(0), skip, convolution(1), gate_bias), tuple(caches)
 
     def next_row(self, cache):
         """Pixel caches at the start of a new row (see :meth:`ShiftedConv2D.next_row`)."""

@@ -9,7 +9,7 @@ import dataclasses
 import os
 
 from gd_bottleneck import bottleneck_registry
-from gd_bottleneck.config import PRESETS
+from gd_bottleneck.config import PRESETS, setting
 from gd_bottleneck.data.pipeline import DATASETS, builder_name
 from gd_bottleneck.errors import SettingsError
 from gd_bottleneck.validation import check_int, check_nonnegative, check_rate, check_seed
@@ -42,14 +42,6 @@ def _positive(value, name):
     if result == 0.0:
         raise ValueError(f"Argument `{name}` must be a finite number > 0. Received: {name}={value!r}")
     return result
-
-
-def setting(default, help, choices=None):
-    """A RunConfig field with its flag's help text (and its choices, for enum flags) as metadata."""
-    metadata = {"help": help, **({"choices": tuple(choices)} if choices is not None else {})}
-    if isinstance(default, dict):
-        return dataclasses.field(default_factory=lambda: dict(default), metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
