@@ -81,8 +81,7 @@ def _endpoints(model):
 
     @tf.function(input_signature=[images_spec, seed_spec])
     def reconstruct(images, seed):
-        z = sampling.posterior_latents(model, _checked_images(images, size), seed)
-        return {"images": sampling.cached_samples(model, z, seed)}
+        return {"images": sampling.reconstructions(model, _checked_images(images, size), seed)}
 
     @tf.function(input_signature=[images_spec])
     def encode(images):

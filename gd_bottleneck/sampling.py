@@ -141,3 +141,12 @@ def cached_samples(model, z, seed):
     component_uniforms, channel_uniforms = pixel_uniforms(model, seed, tf.shape(z)[0])
     u = model.decoder(z, training=False)
     return tf.cast(_draw_with_caches(model, u, component_uniforms, channel_uniforms), tf.uint8)
+
+
+@tf.function(reduce_retracing=True)
+def reconstructions(model, images, seed):
+    """uint8 images ``[B, H, W, 3]`` drawn from p(x | z) with z ~ q(z | images) (``images`` uint8): what the
+    latents of ``images`` keep of them. One traced function for the library, the exported ``reconstruct``
+    signature, ``trainers.sample --reconstruct`` and the trainer's image summaries, so that they compute the latents the same way (to the last bit:
+    a latent one rounding step apart can change a drawn sub-pixel)."""
+    return cached_samples(model, posterior_latents(model, images, seed), seed)

@@ -45,7 +45,7 @@ def main(argv):
     if FLAGS.reconstruct:
         originals = data.load_images(config.dataset, "test", config.image_size, config.data_dir,
                                      config.manual_dir)[:FLAGS.num]
-        images = sampling.cached_samples(model, sampling.posterior_latents(model, originals, seed), seed).numpy()
+        images = sampling.reconstructions(model, originals, seed).numpy()
         images = np.concatenate([originals, images], axis=2)  # each cell: data | reconstruction
     elif FLAGS.rows_share_z:
         z = sampling.row_shared_latents(model, seed, FLAGS.num, FLAGS.columns)

@@ -149,8 +149,7 @@ class ImageSummaries(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         count = len(self.images)
-        reconstructions = sampling.cached_samples(
-            self.model, sampling.posterior_latents(self.model, self.images, self.seed), self.seed)
+        reconstructions = sampling.reconstructions(self.model, self.images, self.seed)
         samples = sampling.cached_samples(self.model, sampling.prior_latents(self.model, self.seed, count),
                                              self.seed)
         with self.writer.as_default(step=step):
