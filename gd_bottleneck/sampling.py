@@ -147,6 +147,6 @@ def cached_samples(model, z, seed):
 def reconstructions(model, images, seed):
     """uint8 images ``[B, H, W, 3]`` drawn from p(x | z) with z ~ q(z | images) (``images`` uint8): what the
     latents of ``images`` keep of them. One traced function for the library, the exported ``reconstruct``
-    signature, ``trainers.sample --reconstruct`` and the trainer's image summaries, so that they compute the latents the same way (to the last bit:
-    a latent one rounding step apart can change a drawn sub-pixel)."""
+    signature, ``trainers.sample --reconstruct`` and the trainer's image summaries, so that they all compute the
+    latents the same way, to the last bit: a latent one rounding step apart can change a drawn sub-pixel."""
     return cached_samples(model, posterior_latents(model, images, seed), seed)
