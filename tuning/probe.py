@@ -6,7 +6,8 @@ Why: the VAE KL says *how much* the latents carry, not *what*. The embedded data
 was rendered from, so we can ask whether a stronger bottleneck on the autoregressive path pushes the global
 structure (background hue and stripes, the number, place and size of the objects) into the latents.
 
-Protocol: the posterior means E[z|x] (``latent_size**2 * latent_channels`` numbers) of the test split, standardised;
+Protocol: one draw z ~ q(z|x) per test image (``--latents=sample``, the default: what the decoder receives), or the
+posterior means E[z|x] (``--latents=mean``), ``latent_size**2 * latent_channels`` numbers each, standardised;
 a ridge regression (closed form, ``ridge`` x identity on the standardised features) fitted on the first half of the
 test split and scored by R^2 on the second half, per factor. Circular factors are probed through their cosine and
 sine (hue period 1, stripe angle period pi) and scored by the mean R^2 of the two. R^2 <= 0 means no linear
@@ -55,18 +56,32 @@ def ridge_r2(features, targets, ridge=RIDGE):
     return float(np.mean(1.0 - residual / total))
 
 
-def posterior_means(model, images, batch_size=250):
-    """``E[z|x]`` flattened, ``[N, latent_size**2 * latent_channels]`` float64."""
-    chunks = [model.encode(images[start:start + batch_size])[0].numpy()
+LATENTS = ("sample", "mean")
+
+
+def posterior(model, images, batch_size=250):
+    """``(mean, stddev)`` of q(z|x), each flattened to ``[N, latent_size**2 * latent_channels]`` float64."""
+    chunks = [[part.numpy() for part in model.encode(images[start:start + batch_size])]
               for start in range(0, len(images), batch_size)]
-    means = np.concatenate(chunks).astype(np.float64)
-    return means.reshape(len(means), -1)
+    return tuple(np.concatenate([chunk[i] for chunk in chunks]).astype(np.float64).reshape(len(images), -1)
+                 for i in range(2))
 
 
-def probe_run(model_dir, images, targets):
+def latent_features(mean, stddev, latents="sample", seed=0):
+    """The probe's features ``[N, D]``: one draw ``z = mean + stddev * eps`` per image (``"sample"``: what the
+    decoder receives, so unused latents, whose draws are noise, carry nothing), or the means (``"mean"``: what the
+    encoder computes; standardised, even tiny means of unused latents can still order the images)."""
+    if latents not in LATENTS:
+        raise ValueError(f"`latents` must be one of {LATENTS}. Received: {latents!r}")
+    if latents == "mean":
+        return mean
+    return mean + stddev * np.random.default_rng(seed).standard_normal(mean.shape)
+
+
+def probe_run(model_dir, images, targets, latents="sample"):
     """``{factor: R^2}`` for the run in ``model_dir``."""
     model = checkpoints.load_trained_model(model_dir)[0]
-    features = posterior_means(model, images)
+    features = latent_features(*posterior(model, images), latents=latents)
     return {name: ridge_r2(features, values) for name, values in targets.items()}
 
 
@@ -80,16 +95,18 @@ def define_flags():
         return
     flags.DEFINE_string("csv", None, "Where to write the per-setting table (.csv).")
     flags.DEFINE_string("runs_csv", None, "Where to write the per-run table (.csv).")
+    flags.DEFINE_enum("latents", "sample", LATENTS, "Probe one draw z ~ q(z|x) per image (what the decoder "
+                      "receives) or the posterior means E[z|x].")
 
 
 def main(argv):
     """``argv[1:]``: run folders, or folders holding them (found by their results.json)."""
     if len(argv) < 2:
         raise app.UsageError("Give run folders, or folders holding them.")
-    return probe(argv[1:], FLAGS.csv, FLAGS.runs_csv)
+    return probe(argv[1:], FLAGS.csv, FLAGS.runs_csv, FLAGS.latents)
 
 
-def probe(paths, csv_path=None, runs_csv=None):
+def probe(paths, csv_path=None, runs_csv=None, latents="sample"):
     """Probes every run under ``paths``, prints the per-setting table and writes the CSV files given."""
     records = frontier.load_runs(paths)
     if not records:
@@ -104,7 +121,7 @@ def probe(paths, csv_path=None, runs_csv=None):
             dataset, size, data_dir = key
             inputs[key] = (data.load_images(dataset, "test", size, data_dir),
                            factor_targets(data.load_factors("test", size, data_dir, dataset)))
-        record.update(probe_run(os.path.dirname(record["path"]), *inputs[key]))
+        record.update(probe_run(os.path.dirname(record["path"]), *inputs[key], latents=latents))
         record["mean_r2"] = float(np.mean([record[name] for name in inputs[key][1]]))
         print(f"{record['kind']} {record['strength']} seed {record['seed']}: KL {record['kl_bpd']:.4f}, "
               f"mean R^2 {record['mean_r2']:.3f}", flush=True)
