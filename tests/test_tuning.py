@@ -315,7 +315,6 @@ def test_probe_r2_is_one_for_linear_factors_and_not_positive_for_noise():
     assert targets["num_objects"].shape == (2, 1)
 
 
-
 def test_probe_on_sampled_latents_sees_nothing_in_unused_latents_that_their_tiny_means_still_order():
     # An unused latent: q(z|x) = N(tiny mean, 1), the mean a linear function of the factor. Standardised, the means
     # predict the factor perfectly; a draw from q is noise, so a probe of what the decoder receives finds nothing.
@@ -328,6 +327,7 @@ def test_probe_on_sampled_latents_sees_nothing_in_unused_latents_that_their_tiny
     assert probe.ridge_r2(probe.latent_features(1e4 * mean, stddev, "sample"), factor) > 0.99
     with pytest.raises(ValueError, match="`latents` must be one of"):
         probe.latent_features(mean, stddev, "median")
+
 
 # --- distributed search: KerasTuner's chief/worker mode with real tiny trials ---
 

@@ -61,10 +61,9 @@ LATENTS = ("sample", "mean")
 
 def posterior(model, images, batch_size=250):
     """``(mean, stddev)`` of q(z|x), each flattened to ``[N, latent_size**2 * latent_channels]`` float64."""
-    chunks = [[part.numpy() for part in model.encode(images[start:start + batch_size])]
-              for start in range(0, len(images), batch_size)]
-    return tuple(np.concatenate([chunk[i] for chunk in chunks]).astype(np.float64).reshape(len(images), -1)
-                 for i in range(2))
+    batches = [model.encode(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
+    means, stddevs = zip(*batches)
+    return tuple(np.concatenate(parts).astype(np.float64).reshape(len(images), -1) for parts in (means, stddevs))
 
 
 def latent_features(mean, stddev, latents="sample", seed=0):
