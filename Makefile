@@ -32,9 +32,9 @@ figure2: $(STAMP)
 	PYTHON=$(PY) tuning/run_figure2.sh
 	$(MAKE) figure2-report
 
-# Tables and plot of the sweep so far (works on a partial sweep).
+# Tables and plot of the sweep so far, main grid and extension (works on a partial sweep).
 figure2-report: $(STAMP)
-	$(PY) -m tuning.frontier results/figure2/search --out results/figure2/frontier.png \
+	$(PY) -m tuning.frontier $(wildcard results/figure2/search results/figure2/search_extension) --out results/figure2/frontier.png \
 		--csv results/figure2/figure2.csv --runs_csv results/figure2/runs.csv --gaps_csv results/figure2/gaps.csv \
 		--floor results/figure2/entropy_floor.json | tee results/figure2/frontier.txt
 
