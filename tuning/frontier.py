@@ -136,15 +136,39 @@ def dominance(rows):
 
 
 def plot(rows, records, out, split="test", floor=None):
-    """Figure 2's axes: seeds as small points, setting means with 95% intervals over seeds (±1 std where there is
-    one seed), each kind's settings joined in order of bottleneck strength, and the dataset's entropy floor (a
-    dict from ``data.entropy_floor``) as a line no model can cross."""
+    """Figure 2's axes, twice: on the left with the dataset's entropy floor (a dict from ``data.entropy_floor``, the
+    line no model can cross) to show how far the models are from it; on the right zoomed on the models, where the
+    GD-vs-VB differences (hundredths of a bit/dim) are visible. Seeds as small points, setting means with 95%
+    intervals over seeds (±1 std where there is one seed), each kind's settings joined in order of bottleneck
+    strength and labelled with it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    figure, (overview, zoom) = plt.subplots(1, 2, figsize=(12.5, 5.0), dpi=120)
+    for axes in (overview, zoom):
+        _draw_models(axes, rows, records, labels=axes is zoom)
+        axes.set_xlabel(f"VAE KL ({split}, bits/dim)")
+        axes.set_ylabel(f"negative ELBO ({split}, bits/dim)")
+        axes.grid(alpha=0.3)
+    if floor is not None:
+        overview.axhline(floor["floor_bpd"], color="grey", linestyle="--", linewidth=1,
+                         label=f"entropy floor H(x | scene) = {floor['floor_bpd']:.3f}")
+    overview.set_title("ELBO vs. VAE KL (lower right is better)")
+    zoom.set_title("the same, zoomed on the models (labels: p or beta)")
+    overview.legend(fontsize=8, loc="center right")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    temporary = f"{out}.tmp.png"
+    figure.savefig(temporary)
+    os.replace(temporary, out)
+    plt.close(figure)
+
+
+def _draw_models(axes, rows, records, labels):
+    """One kind after another: its seeds, its setting means with error bars, and (``labels``) their strengths,
+    GD's above-left and the others' below-right of their points so that neighbouring settings stay readable."""
     for index, family in enumerate(families.all_families()):
         kind, (color, marker) = family.name, STYLES[index % len(STYLES)]
         mine = [row for row in rows if row["kind"] == kind]
@@ -159,24 +183,13 @@ def plot(rows, records, out, split="test", floor=None):
                       xerr=[bar(r, "kl_bpd") for r in line], yerr=[bar(r, "elbo_bpd") for r in line], color=color,
                       marker=marker, markersize=11 if marker in "*D" else 7,
                       linestyle="-" if len(line) > 1 else "none", capsize=2, label=family.label)
+        if not labels:
+            continue
+        offset, align = ((-5, 5), "right") if kind == GD else ((5, -10), "left")
         for row in line:
             if row["strength"] is not None and not family.is_preset:
                 axes.annotate(f"{row['strength']:g}", (row["kl_bpd_mean"], row["elbo_bpd_mean"]), fontsize=7,
-                              xytext=(4, 4), textcoords="offset points", color=color)
-    if floor is not None:
-        axes.axhline(floor["floor_bpd"], color="grey", linestyle="--", linewidth=1,
-                     label=f"entropy floor H(x | scene) = {floor['floor_bpd']:.3f}")
-    axes.set_xlabel(f"VAE KL ({split}, bits/dim)")
-    axes.set_ylabel(f"negative ELBO ({split}, bits/dim)")
-    axes.set_title("ELBO vs. VAE KL (lower right is better)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    temporary = f"{out}.tmp.png"
-    figure.savefig(temporary)
-    os.replace(temporary, out)
-    plt.close(figure)
+                              xytext=offset, textcoords="offset points", color=color, ha=align)
 
 
 def write_csv(rows, path):
