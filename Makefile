@@ -25,7 +25,7 @@ tour: $(STAMP)
 	$(PY) -m examples.quick_tour
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15  # 2 processes, one test file each at a time (module fixtures stay whole); the 15 slowest listed
+	$(PY) -m pytest -q -n 2 --dist loadfile  # 2 processes, one test file each at a time (module fixtures stay whole)
 
 # The Figure 2 sweep at CPU scale (results/figure2/README.md); rerunning resumes where it stopped.
 figure2: $(STAMP)
