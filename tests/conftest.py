@@ -9,6 +9,12 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One intra-op thread per test process (and the trainer subprocesses, which inherit it): `make test` runs 2 pytest
+# workers on 2 cores, so TensorFlow's default of one thread per core oversubscribes them. Measured with the machine
+# fully loaded (AMD EPYC, 2 cores): tests/test_hybrid.py + test_sampling.py took 457 / 445 s against 472 / 479 s
+# with the default, and the trainer-CLI module 183 against 194 s. Inter-op threads stay at the default: the
+# 2-replica tests need both logical devices' collectives to run at once.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import tensorflow as tf  # noqa: E402
 
