@@ -3,6 +3,7 @@ training whose results are a known function of the settings), failure reporting,
 and the result aggregation of tuning.frontier / tuning.probe. The distributed test runs real tiny trials."""
 
 import csv
+import importlib
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import pytest
 from gd_bottleneck.training import TrainingDiverged, TrainingInterrupted, files
 from gd_bottleneck.training.run_config import RunConfig
 from tests.tiny_models import TINY
-from tuning import frontier, objectives, probe, space, tuner
+from tuning import families, frontier, objectives, probe, space, tuner
 from tuning.hypermodel import TrainerHyperModel, kind_of
 
 BASE = {**RunConfig(model_dir="x", dropout_rate=0.1).to_dict(), "bottleneck": "gaussian_dropout",
@@ -245,6 +246,48 @@ def test_search_cli_reports_a_bad_flag_as_a_usage_error():
                            "--tune_dropout_rate=0.1:0.5"], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
     assert done.returncode == 1 and "Flag `--tuner=grid` needs lists of values" in done.stderr, done.stderr[-2000:]
+
+
+SWEEP_PROTOCOL = ("dataset", "image_size", "model_preset", "batch_size", "epochs", "learning_rate",
+                  "final_learning_rate", "lr_schedule", "validation_examples", "curve_points", "directory", "tuner")
+
+
+def sweep_flags(flagfile):
+    """``(tune specs, protocol flag values, project name)`` of a Figure 2 flagfile as tuning.search parses it."""
+    importlib.import_module("tuning.search")  # defines the search's flags
+
+    with flagsaver.flagsaver():
+        flags.FLAGS(["search", f"--flagfile={flagfile}"])
+        return ({name: flags.FLAGS[f"tune_{name}"].value for name in space.TUNABLE},
+                {name: flags.FLAGS[name].value for name in SWEEP_PROTOCOL}, flags.FLAGS.project_name)
+
+
+@pytest.mark.parametrize("flagfile, settings", [
+    ("tuning/figure2.flags", {("gaussian_dropout", 0.015), ("gaussian_dropout", 0.05), ("gaussian_dropout", 0.15),
+                              ("gaussian_dropout", 0.5), ("gaussian_dropout", 0.9), ("variational", 0.005),
+                              ("variational", 0.02), ("variational", 0.08), ("variational", 0.3), ("none", None),
+                              ("auxiliary_decoder", 1.0)}),
+    ("tuning/figure2_extension.flags", {("gaussian_dropout", 0.97), ("gaussian_dropout", 0.99),
+                                        ("variational", 1.0)})])
+def test_the_figure2_sweeps_grid_every_setting_for_three_seeds(flagfile, settings, tmp_path, monkeypatch):
+    """What `make figure2` runs (results/figure2/README.md): each flagfile's grid, enumerated by the real oracle
+    with training faked, is its settings x seeds 0-2, once each, seeds varying slowest."""
+    monkeypatch.chdir(REPO)
+    specs = sweep_flags(flagfile)[0]
+    _, fake = search(tmp_path, monkeypatch, max_trials=100, **specs)
+    kinds = [families.family_of(config.to_dict()) for config in fake.configs]
+    runs = [(kind.name, getattr(config, kind.strength_argument) if kind.strength_argument else None, config.seed)
+            for kind, config in zip(kinds, fake.configs)]
+    assert sorted(runs, key=str) == sorted(((*setting, seed) for setting in settings for seed in (0, 1, 2)), key=str)
+    assert [seed for *_, seed in runs] == sorted(seed for *_, seed in runs)
+
+
+def test_the_figure2_extension_shares_the_main_protocol_in_a_search_of_its_own(monkeypatch):
+    monkeypatch.chdir(REPO)
+    _, main_protocol, main_project = sweep_flags("tuning/figure2.flags")
+    _, extension_protocol, extension_project = sweep_flags("tuning/figure2_extension.flags")
+    assert extension_protocol == main_protocol and main_protocol["epochs"] == 12
+    assert (main_project, extension_project) == ("search", "search_extension")
 
 
 # --- aggregation: tuning.frontier and tuning.probe ---
