@@ -10,7 +10,7 @@
 
 import sys
 
-from absl import app
+from absl import app, flags
 
 from gd_bottleneck.errors import UserError
 
@@ -33,3 +33,13 @@ def _reporting(main):
 def run(main):
     """Parses the flags and runs ``main(argv)`` (see the module docstring for how errors are reported)."""
     app.run(_reporting(main))
+
+
+def define_flag(define, name, *args, **kwargs):
+    """``define(name, *args, **kwargs)`` (an ``absl.flags.DEFINE_*``) unless a flag ``name`` exists already.
+
+    Commands that import each other's functions (``tuning.frontier``, ``tuning.curves``, ``tuning.probe``) share
+    flags of the same name and meaning (``--out``, ``--csv``, ``--floor``); defining each one once lets their flags
+    live in one process, as in the tests, where absl would otherwise refuse the second definition."""
+    if name not in flags.FLAGS:
+        define(name, *args, **kwargs)

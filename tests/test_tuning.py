@@ -466,6 +466,45 @@ def test_bootstrap_gaps_measure_vb_against_the_gd_curve_at_matched_kl():
     assert all(row["gap_ci_low"] < row["gap_bpd"] < row["gap_ci_high"] for row in noisy)
 
 
+def test_paired_gaps_compare_each_seeds_vb_run_with_that_seeds_own_gd_curve():
+    from tuning.statistics import bootstrap_gaps
+    records = []
+    for seed, gd_offset, vb_kl in ((0, 0.0, 0.1), (1, 0.2, 0.1), (2, 0.0, 0.3)):
+        records += [{"kind": "gaussian_dropout", "strength": 0.1, "seed": seed, "kl_bpd": 0.0, "elbo_bpd": 5.0 + gd_offset},
+                    {"kind": "gaussian_dropout", "strength": 0.9, "seed": seed, "kl_bpd": 0.2, "elbo_bpd": 4.8 + gd_offset},
+                    {"kind": "variational", "strength": 0.02, "seed": seed, "kl_bpd": vb_kl, "elbo_bpd": 5.0}]
+    (row,) = bootstrap_gaps(records, draws=50)
+    # seed 0: GD's curve at KL 0.1 is 4.9, so VB's 5.0 is 0.1 worse; seed 1: its GD curve is 0.2 higher (5.1), VB
+    # 0.1 better; seed 2: VB's KL 0.3 is beyond its GD curve (0 to 0.2), no gap
+    assert row["paired_gaps"] == "0.1000 -0.1000 nan"
+    assert row["paired_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert row["paired_ci95"] == pytest.approx(12.7062047 * np.std([0.1, -0.1], ddof=1) / np.sqrt(2), rel=1e-6)
+
+
+def test_curves_group_runs_by_setting_and_average_seeds_at_shared_steps(tmp_path):
+    from tuning import curves
+    for name, seed, steps, rate in (("a", 0, (10, 20, 30), 0.5), ("b", 1, (10, 20), 0.5), ("c", 0, (10, 20), 0.1)):
+        write_run(tmp_path / name, "gaussian_dropout", seed, 5.0, 0.1, dropout_rate=rate)
+        with open(tmp_path / name / "curve.jsonl", "w") as stream:
+            for step in steps:
+                stream.write(json.dumps({"step": step, "elbo_bpd": 6.0 - step / 100 - seed, "kl_bpd": step / 1000}) + "\n")
+    write_run(tmp_path / "d", "variational", 0, 5.0, 0.1, beta=0.3)  # no curve.jsonl: left out
+    records = curves.load_curves([str(tmp_path)])
+    groups = curves.group_by_setting(records)
+    assert list(groups) == [("gaussian_dropout", 0.1), ("gaussian_dropout", 0.5)]
+    assert [record["seed"] for record in groups[("gaussian_dropout", 0.5)]] == [0, 1]
+    # seed 0 has steps 10, 20, 30 and seed 1 only 10, 20: the mean covers the shared steps
+    steps, means = curves.mean_curve(groups[("gaussian_dropout", 0.5)], "elbo_bpd")
+    assert steps == [10, 20] and means == pytest.approx([(5.9 + 4.9) / 2, (5.8 + 4.8) / 2])
+    out = tmp_path / "curves.png"
+    assert run_cli(curves, [str(tmp_path), "--out", str(out)]) == 0
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and not os.path.exists(f"{out}.tmp.png")
+    with pytest.raises(app.UsageError, match="--out"):
+        run_cli(curves, [str(tmp_path)])
+    with pytest.raises(app.UsageError, match="No run with a curve"):
+        run_cli(curves, [str(tmp_path / "d"), "--out", str(out)])
+
+
 def test_the_grid_hands_a_new_setting_to_every_worker_while_others_run(tmp_path):
     goal = objectives.Objectives()
     oracle = tuner.make_oracle("grid", goal.keras_tuner_objective, max_trials=20, seed=1)

@@ -22,7 +22,7 @@ from absl import app, flags
 
 from gd_bottleneck import cli
 from gd_bottleneck.training import files
-from tuning import convergence, families
+from tuning import convergence, families, figures
 from tuning.statistics import GD, VB, bootstrap_gaps, curve_at, mean_ci
 
 # Plot styles (colour, marker) in family order; families beyond the list reuse it.
@@ -141,12 +141,7 @@ def plot(rows, records, out, split="test", floor=None):
     GD-vs-VB differences (hundredths of a bit/dim) are visible. Seeds as small points, setting means with 95%
     intervals over seeds (±1 std where there is one seed), each kind's settings joined in order of bottleneck
     strength and labelled with it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (overview, zoom) = plt.subplots(1, 2, figsize=(12.5, 5.0), dpi=120)
+    figure, (overview, zoom) = figures.pyplot().subplots(1, 2, figsize=(12.5, 5.0), dpi=120)
     for axes in (overview, zoom):
         _draw_models(axes, rows, records, labels=axes is zoom)
         axes.set_xlabel(f"VAE KL ({split}, bits/dim)")
@@ -159,11 +154,7 @@ def plot(rows, records, out, split="test", floor=None):
     zoom.set_title("the same, zoomed on the models (labels: p or beta)")
     overview.legend(fontsize=8, loc="center right")
     figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    temporary = f"{out}.tmp.png"
-    figure.savefig(temporary)
-    os.replace(temporary, out)
-    plt.close(figure)
+    figures.save_figure(figure, out)
 
 
 def _draw_models(axes, rows, records, labels):
@@ -215,17 +206,19 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """This command's flags. Defined when it runs, not on import: ``tuning.figure3`` and ``tuning.probe`` import
-    the functions above and have flags of the same names (``--out``, ``--csv``) of their own."""
-    if "from_runs_csv" in FLAGS:
-        return
-    flags.DEFINE_string("from_runs_csv", None, "Read the runs from this runs.csv instead of results.json files.")
-    flags.DEFINE_string("out", None, "Where to write the plot (.png).")
-    flags.DEFINE_string("csv", None, "Where to write the per-setting table (.csv).")
-    flags.DEFINE_string("runs_csv", None, "Where to write the per-run table (.csv).")
-    flags.DEFINE_enum("split", "test", ["test", "validation"], "Which evaluation to use.")
-    flags.DEFINE_string("floor", None, "entropy_floor.json (python -m tuning.entropy_floor) to draw on the plot.")
-    flags.DEFINE_string("gaps_csv", None, "Where to write the GD-vs-VB gaps with bootstrap intervals (.csv).")
+    """This command's flags. Defined when it runs, not on import, and one by one: ``tuning.curves`` and
+    ``tuning.probe`` import the functions above and share some of these flags (``--out``, ``--csv``, ``--floor``),
+    which are defined once when their commands live in one process (as in the tests)."""
+    cli.define_flag(flags.DEFINE_string, "from_runs_csv", None,
+                    "Read the runs from this runs.csv instead of results.json files.")
+    cli.define_flag(flags.DEFINE_string, "out", None, "Where to write the plot (.png).")
+    cli.define_flag(flags.DEFINE_string, "csv", None, "Where to write the per-setting table (.csv).")
+    cli.define_flag(flags.DEFINE_string, "runs_csv", None, "Where to write the per-run table (.csv).")
+    cli.define_flag(flags.DEFINE_enum, "split", "test", ["test", "validation"], "Which evaluation to use.")
+    cli.define_flag(flags.DEFINE_string, "floor", None,
+                    "entropy_floor.json (python -m tuning.entropy_floor) to draw on the plot.")
+    cli.define_flag(flags.DEFINE_string, "gaps_csv", None,
+                    "Where to write the GD-vs-VB gaps with bootstrap intervals (.csv).")
 
 
 def main(argv):

@@ -90,12 +90,10 @@ FLAGS = flags.FLAGS
 def define_flags():
     """This command's flags, defined when it runs, like tuning.frontier's (whose --csv and --runs_csv mean the same
     and are reused when both commands' flags live in one process, as in the tests)."""
-    if "csv" not in FLAGS:
-        flags.DEFINE_string("csv", None, "Where to write the per-setting table (.csv).")
-        flags.DEFINE_string("runs_csv", None, "Where to write the per-run table (.csv).")
-    if "latents" not in FLAGS:
-        flags.DEFINE_enum("latents", "sample", LATENTS, "Probe one draw z ~ q(z|x) per image (what the decoder "
-                          "receives) or the posterior means E[z|x].")
+    cli.define_flag(flags.DEFINE_string, "csv", None, "Where to write the per-setting table (.csv).")
+    cli.define_flag(flags.DEFINE_string, "runs_csv", None, "Where to write the per-run table (.csv).")
+    cli.define_flag(flags.DEFINE_enum, "latents", "sample", LATENTS, "Probe one draw z ~ q(z|x) per image (what "
+                    "the decoder receives) or the posterior means E[z|x].")
 
 
 def main(argv):

@@ -1,27 +1,39 @@
 #!/usr/bin/env bash
-# Runs the Figure 2 sweep as distributed KerasTuner searches on one machine, one phase per flag file: the main grid
-# (tuning/figure2.flags), then its extension to stronger bottlenecks (tuning/figure2_extension.flags). Each phase is a
-# chief that serves the oracle and one worker per CPU core, each pinned to its core (small models use one core better
-# than two processes sharing both). Rerunning resumes: each search's state lives in results/figure2/<project>/ and is
-# committed as trials complete; a finished phase ends at once. Logs: runs/figure2/<phase>.{chief,worker0,...}.log.
-# Then `make figure2` draws the frontier.
+# Runs the Figure 2 sweep as distributed KerasTuner searches on one machine, one search per flag file: the main grid
+# (tuning/figure2.flags), then its extension to stronger bottlenecks (tuning/figure2_extension.flags). Every search
+# has a chief that serves its oracle (each on its own port); each CPU core runs one worker, pinned to it (small models
+# use one core better than two processes sharing both), through the searches in turn: a core whose worker finds no
+# trial left in one search moves on to the next instead of idling until the other cores' last runs end.
+# Rerunning resumes: each search's state lives in results/figure2/<project>/ and is committed as trials complete; a
+# finished search ends at once. Logs: runs/figure2/<search>.{chief,worker0,...}.log. Then `make figure2` draws the
+# frontier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 WORKERS=${WORKERS:-2}
+FIRST_PORT=${PORT:-8471}
+SEARCHES=(tuning/figure2.flags tuning/figure2_extension.flags)
 mkdir -p runs/figure2
-export KERASTUNER_ORACLE_IP=127.0.0.1 KERASTUNER_ORACLE_PORT=${PORT:-8471}
-for flagfile in tuning/figure2.flags tuning/figure2_extension.flags; do
-  phase=$(basename "$flagfile" .flags)
-  KERASTUNER_TUNER_ID=chief $PY -m tuning.search --flagfile="$flagfile" "$@" > "runs/figure2/$phase.chief.log" 2>&1 &
-  chief=$!
-  sleep 10
-  pids=()
-  for ((i = 0; i < WORKERS; i++)); do
-    KERASTUNER_TUNER_ID=tuner$i taskset -c $((i % $(nproc))) $PY -m tuning.search --flagfile="$flagfile" "$@" \
-      > "runs/figure2/$phase.worker$i.log" 2>&1 &
-    pids+=($!)
-  done
-  wait "${pids[@]}" || true
-  wait $chief
+export KERASTUNER_ORACLE_IP=127.0.0.1
+chiefs=()
+for k in "${!SEARCHES[@]}"; do
+  flagfile=${SEARCHES[$k]}
+  KERASTUNER_ORACLE_PORT=$((FIRST_PORT + k)) KERASTUNER_TUNER_ID=chief $PY -m tuning.search --flagfile="$flagfile" \
+    "$@" > "runs/figure2/$(basename "$flagfile" .flags).chief.log" 2>&1 &
+  chiefs+=($!)
 done
+sleep 10
+workers=()
+for ((i = 0; i < WORKERS; i++)); do
+  (
+    for k in "${!SEARCHES[@]}"; do
+      flagfile=${SEARCHES[$k]}
+      KERASTUNER_ORACLE_PORT=$((FIRST_PORT + k)) KERASTUNER_TUNER_ID=tuner$i taskset -c $((i % $(nproc))) \
+        $PY -m tuning.search --flagfile="$flagfile" "$@" \
+        > "runs/figure2/$(basename "$flagfile" .flags).worker$i.log" 2>&1 || true
+    done
+  ) &
+  workers+=($!)
+done
+wait "${workers[@]}"
+wait "${chiefs[@]}"

@@ -9,7 +9,9 @@ order, so runs of different settings with the same seed are *paired*. Two tools:
   trade-off curve at the same KL (VB - GD; > 0: GD is better there), with a percentile interval from resampling
   the *seeds* (jointly for all settings, which keeps the pairing), and how often GD's curve is better. With n
   seeds there are only C(2n-1, n) distinct resamples (10 for 3 seeds), so the interval is coarse; it is reported
-  with the number of seeds so a reader can judge.
+  with the number of seeds so a reader can judge. Beside it, the *paired* view: each seed's VB run against that same
+  seed's GD curve, and the Student-t interval of those per-seed gaps (a seed whose VB KL lies outside its own GD
+  curve's range gives no gap and is left out of that mean).
 """
 
 import math
@@ -62,12 +64,22 @@ def _gaps(rows):
             for row in rows if row["kind"] == VB}
 
 
+def paired_gaps(records, seeds):
+    """``{beta: [gap of seed s for s in seeds]}``: each seed's VB run minus that seed's own GD curve at the run's KL
+    (NaN where the seed lacks the run or the KL is outside its GD curve's range)."""
+    per_seed = [_gaps(_setting_means(records, [seed])) for seed in seeds]
+    betas = sorted({beta for gaps in per_seed for beta in gaps})
+    return {beta: [gaps.get(beta, math.nan) for gaps in per_seed] for beta in betas}
+
+
 def bootstrap_gaps(records, draws=2000, level=0.95, seed=0):
     """One dict per VB setting: its KL, the gap to GD's curve on all seeds, a percentile interval over seed
-    resamples, the share of resamples where GD is better (gap > 0) and where VB's KL lies inside GD's range."""
+    resamples, the share of resamples where GD is better (gap > 0) and where VB's KL lies inside GD's range; then the
+    paired view: the per-seed gaps (in seed order, space-separated), their mean and Student-t half-width."""
     seeds = sorted({record["seed"] for record in records})
     means = _setting_means(records, seeds)
     point = _gaps(means)
+    paired = paired_gaps(records, seeds)
     vb_kl = {row["strength"]: row["kl_bpd_mean"] for row in means if row["kind"] == VB}
     rng = np.random.default_rng(seed)
     samples = {beta: [] for beta in point}
@@ -85,4 +97,8 @@ def bootstrap_gaps(records, draws=2000, level=0.95, seed=0):
                        "gap_ci_high": float(high),
                        "p_gd_better": float(np.mean(inside > 0)) if len(inside) else math.nan,
                        "share_in_gd_range": float(len(inside) / len(values)), "seeds": len(seeds)})
+        finite = [gap for gap in paired[beta] if math.isfinite(gap)]
+        paired_mean, paired_ci95 = mean_ci(finite) if finite else (math.nan, math.nan)
+        result[-1].update({"paired_gaps": " ".join(f"{gap:.4f}" for gap in paired[beta]),
+                           "paired_mean": paired_mean, "paired_ci95": paired_ci95})
     return result
