@@ -152,7 +152,7 @@ def plot(rows, records, out, split="test", floor=None):
                          label=f"entropy floor H(x | scene) = {floor['floor_bpd']:.3f}")
     overview.set_title("ELBO vs. VAE KL (lower right is better)")
     zoom.set_title("the same, zoomed on the models (labels: p or beta)")
-    overview.legend(fontsize=8, loc="center right")
+    overview.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1, 0.08))  # below the models, above the floor
     figure.tight_layout()
     figures.save_figure(figure, out)
 
