@@ -84,6 +84,22 @@ def probe_run(model_dir, images, targets, latents="sample"):
     return {name: ridge_r2(features, values) for name, values in targets.items()}
 
 
+def cached_probe(model_dir, latents, compute):
+    """The run's ``{factor: R^2}``, kept in ``model_dir/probe_<latents>.json`` once computed.
+
+    Why: a probe needs the run's checkpoint, which is not committed with the sweep's results (too large), so a
+    probe is computed once on the machine that trained the run and its small result kept beside ``results.json``.
+    ``compute()`` runs when there is no such file and the run has a checkpoint; returns None when it has neither."""
+    path = os.path.join(model_dir, f"probe_{latents}.json")
+    if os.path.exists(path):
+        return files.read_json(path)["r2"]
+    if not checkpoints.candidates(os.path.join(model_dir, "checkpoints")):
+        return None
+    r2 = compute()
+    files.write_json_atomically(path, {"latents": latents, "ridge": RIDGE, "r2": r2})
+    return r2
+
+
 FLAGS = flags.FLAGS
 
 
@@ -104,24 +120,40 @@ def main(argv):
 
 
 def probe(paths, csv_path=None, runs_csv=None, latents="sample"):
-    """Probes every run under ``paths``, prints the per-setting table and writes the CSV files given."""
+    """Probes every run under ``paths`` (from its kept ``probe_<latents>.json``, else its checkpoint; a run with
+    neither is left out and named), prints the per-setting table and writes the CSV files given."""
     records = frontier.load_runs(paths)
     if not records:
         raise app.UsageError(f"No results.json found under {paths}.")
     inputs = {}
-    for record in records:
-        config = files.read_json(os.path.join(os.path.dirname(record["path"]), "run_config.json"))
-        if config["dataset"] not in ("shapes", "shapes_tiny"):
-            raise app.UsageError(f"{record['path']}: probes need the shapes dataset's factors (dataset={config['dataset']}).")
-        key = (config["dataset"], config["image_size"], config["data_dir"])  # the run's own test split
+
+    def test_split(config):
+        """The test images and factor targets of a run's own dataset, loaded once per dataset."""
+        key = (config["dataset"], config["image_size"], config["data_dir"])
         if key not in inputs:
             dataset, size, data_dir = key
             inputs[key] = (data.load_images(dataset, "test", size, data_dir),
                            factor_targets(data.load_factors("test", size, data_dir, dataset)))
-        record.update(probe_run(os.path.dirname(record["path"]), *inputs[key], latents=latents))
-        record["mean_r2"] = float(np.mean([record[name] for name in inputs[key][1]]))
+        return inputs[key]
+
+    probed = []
+    for record in records:
+        model_dir = os.path.dirname(record["path"])
+        config = files.read_json(os.path.join(model_dir, "run_config.json"))
+        if config["dataset"] not in ("shapes", "shapes_tiny"):
+            raise app.UsageError(f"{record['path']}: probes need the shapes dataset's factors (dataset={config['dataset']}).")
+        r2 = cached_probe(model_dir, latents, lambda: probe_run(model_dir, *test_split(config), latents=latents))
+        if r2 is None:
+            print(f"{model_dir}: no probe_{latents}.json and no checkpoint: left out", flush=True)
+            continue
+        record.update(r2)
+        record["mean_r2"] = float(np.mean(list(r2.values())))
+        probed.append(record)
         print(f"{record['kind']} {record['strength']} seed {record['seed']}: KL {record['kl_bpd']:.4f}, "
               f"mean R^2 {record['mean_r2']:.3f}", flush=True)
+    if not probed:
+        raise app.UsageError(f"No run under {paths} has a probe result or a checkpoint to compute one.")
+    records = probed
     names = [name for name in records[0] if name not in ("path", "steps", "elbo_bpd", "wall_time_s", "converged",
                                                          "improvement_last_quarter_bpd")]
     settings = {}
