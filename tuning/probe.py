@@ -25,10 +25,11 @@ from gd_bottleneck.training import checkpoints, files
 from tuning import families, frontier
 
 RIDGE = 1.0
+FACTORS = ("hue", "stripe_angle", "stripe_period", "num_objects", "largest_x", "largest_y", "largest_size")
 
 
 def factor_targets(factors):
-    """``{name: [N, k] float64}`` of the global factors (largest object = slot 0)."""
+    """``{name: [N, k] float64}`` of the global factors (largest object = slot 0), in the order of ``FACTORS``."""
     background, objects = factors["background"], factors["objects"]
     hue = 2 * np.pi * background["hue"].astype(np.float64)
     angle = 2 * background["stripe_angle"].astype(np.float64)
@@ -146,7 +147,8 @@ def probe(paths, csv_path=None, runs_csv=None, latents="sample"):
         if r2 is None:
             print(f"{model_dir}: no probe_{latents}.json and no checkpoint: left out", flush=True)
             continue
-        record.update(r2)
+        record.update(sorted(r2.items(), key=lambda item: FACTORS.index(item[0]) if item[0] in FACTORS else
+                             len(FACTORS)))  # the tables' column order (kept files store the factors sorted)
         record["mean_r2"] = float(np.mean(list(r2.values())))
         probed.append(record)
         print(f"{record['kind']} {record['strength']} seed {record['seed']}: KL {record['kl_bpd']:.4f}, "
