@@ -175,6 +175,21 @@ def test_grid_search_enumerates_each_conditional_setting_once(tmp_path, monkeypa
         assert {"dropout_rate", "beta"} & set(row) == applies[row["bottleneck"]], row
 
 
+def test_after_trial_runs_on_every_completed_trials_run_folder(tmp_path, monkeypatch):
+    fake, lines, seen = FakeTraining(), [], []
+    monkeypatch.setattr(tuner, "train", fake)
+    goal = objectives.Objectives()
+    oracle = tuner.make_oracle("grid", goal.keras_tuner_objective, 20, seed=1)
+    search_tuner = tuner.TrainerTuner(hypermodel(bottleneck="gaussian_dropout", dropout_rate="0.1,0.5"), goal, oracle,
+                                      write=lambda line, **kwargs: lines.append(line),
+                                      after_trial=lambda folder: seen.append(folder) or "probed",
+                                      directory=str(tmp_path), project_name="p", overwrite=True)
+    search_tuner.search(verbose=0)
+    assert len(seen) == 2 and sorted(seen) == sorted(config.model_dir for config in fake.configs)
+    assert all(os.path.exists(os.path.join(folder, "results.json")) for folder in seen)  # after training, not before
+    assert sum(line.endswith(": probed") for line in lines) == 2
+
+
 @pytest.mark.parametrize("kind", ["random", "bayesian"])
 def test_random_and_bayesian_search_sample_inside_the_ranges(tmp_path, monkeypatch, kind):
     goal = objectives.Objectives("elbo_bpd_at_kl", min_kl_bpd=0.03)
@@ -227,7 +242,8 @@ def test_failed_trials_are_reported_and_an_interrupted_search_resumes(tmp_path, 
     (["--tune_beta=0.1", "--dropout_rate=0.1"], "--tune_beta` only applies"),
     (["--objective_split=validation", "--dropout_rate=0.1"], "--validation_examples > 0"),
     (["--tune_bottleneck=variational,none"], "--beta` is required"),
-    (["--tune_seed=0:x"], "--tune_seed` has 'x'")])
+    (["--tune_seed=0:x"], "--tune_seed` has 'x'"),
+    (["--probe_latents=sample", "--dataset=cifar10", "--dropout_rate=0.1"], "--probe_latents` needs the shapes")])
 def test_search_flags_are_checked_before_anything_runs(extra, message):
     from absl import flags
     from absl.testing import flagsaver
@@ -393,6 +409,10 @@ def test_probe_reads_kept_results_and_leaves_out_runs_it_cannot_probe(tmp_path, 
     assert open(runs_csv).read().count("\n") == 3  # header and the two probed runs
     with pytest.raises(app.UsageError, match="has a probe result or a checkpoint"):
         probe.probe([str(tmp_path / "c")])
+    # The search's --probe_latents hook reads the same kept results (and would compute missing ones).
+    from tuning import search as search_cli
+    assert search_cli.probe_after_trial(None) is None
+    assert search_cli.probe_after_trial("sample")(str(tmp_path / "a")) == "probe R^2 hue 0.200, largest_x -0.200"
 
 
 # --- distributed search: KerasTuner's chief/worker mode with real tiny trials ---

@@ -101,6 +101,26 @@ def cached_probe(model_dir, latents, compute):
     return r2
 
 
+def probe_folder(model_dir, latents="sample", inputs=None):
+    """The ``{factor: R^2}`` of the run in ``model_dir``, kept or computed (:func:`cached_probe`); None when it has
+    neither a kept result nor a checkpoint. ``inputs`` (a dict) caches each dataset's test split across calls.
+    ``ValueError`` if the run's data is not the shapes dataset, whose scene factors the probe needs."""
+    config = files.read_json(os.path.join(model_dir, "run_config.json"))
+    if config["dataset"] not in ("shapes", "shapes_tiny"):
+        raise ValueError(f"{model_dir}: probes need the shapes dataset's factors (dataset={config['dataset']}).")
+    inputs = {} if inputs is None else inputs
+    key = (config["dataset"], config["image_size"], config["data_dir"])  # the run's own test split
+
+    def compute():
+        if key not in inputs:
+            dataset, size, data_dir = key
+            inputs[key] = (data.load_images(dataset, "test", size, data_dir),
+                           factor_targets(data.load_factors("test", size, data_dir, dataset)))
+        return probe_run(model_dir, *inputs[key], latents=latents)
+
+    return cached_probe(model_dir, latents, compute)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -127,23 +147,13 @@ def probe(paths, csv_path=None, runs_csv=None, latents="sample"):
     if not records:
         raise app.UsageError(f"No results.json found under {paths}.")
     inputs = {}
-
-    def test_split(config):
-        """The test images and factor targets of a run's own dataset, loaded once per dataset."""
-        key = (config["dataset"], config["image_size"], config["data_dir"])
-        if key not in inputs:
-            dataset, size, data_dir = key
-            inputs[key] = (data.load_images(dataset, "test", size, data_dir),
-                           factor_targets(data.load_factors("test", size, data_dir, dataset)))
-        return inputs[key]
-
     probed = []
     for record in records:
         model_dir = os.path.dirname(record["path"])
-        config = files.read_json(os.path.join(model_dir, "run_config.json"))
-        if config["dataset"] not in ("shapes", "shapes_tiny"):
-            raise app.UsageError(f"{record['path']}: probes need the shapes dataset's factors (dataset={config['dataset']}).")
-        r2 = cached_probe(model_dir, latents, lambda: probe_run(model_dir, *test_split(config), latents=latents))
+        try:
+            r2 = probe_folder(model_dir, latents, inputs)
+        except ValueError as error:
+            raise app.UsageError(str(error))
         if r2 is None:
             print(f"{model_dir}: no probe_{latents}.json and no checkpoint: left out", flush=True)
             continue

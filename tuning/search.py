@@ -20,7 +20,7 @@ from absl import app, flags, logging
 
 from gd_bottleneck import cli
 from trainers import run_flags
-from tuning import objectives, space
+from tuning import objectives, probe, space
 from tuning.hypermodel import TrainerHyperModel
 from tuning.tuner import TUNERS, TrainerTuner, make_oracle, trial_rows
 
@@ -42,6 +42,9 @@ flags.DEFINE_float("kl_penalty", objectives.DEFAULT_PENALTY, "Score per bit/dim 
 flags.DEFINE_integer("max_epochs", None, "Hyperband: epochs of the longest trials (required with --tuner=hyperband).")
 flags.DEFINE_integer("hyperband_factor", 3, "Hyperband: reduction factor between brackets.")
 flags.DEFINE_integer("max_consecutive_failed_trials", 3, "Stop the search after this many failed trials in a row.")
+flags.DEFINE_enum("probe_latents", None, list(probe.LATENTS), "After each trial, probe what its latents carry "
+                  "(tuning.probe, shapes datasets only) and keep the result in the run folder as "
+                  "probe_<latents>.json: the checkpoints a probe needs are not kept with a sweep's results.")
 for _name in space.TUNABLE:
     flags.DEFINE_string(f"tune_{_name}", None, f"Vary {_name}: values a,b,c or a range LOW:HIGH[:log].")
 
@@ -50,6 +53,8 @@ def tuner_from_flags(write=print):
     """The TrainerTuner the flags describe (``ValueError`` naming the flag on bad values)."""
     if FLAGS.directory is None:
         raise ValueError("Flag `--directory` is required (where the search and its trials are written).")
+    if FLAGS.probe_latents and FLAGS.dataset not in ("shapes", "shapes_tiny"):
+        raise ValueError(f"Flag `--probe_latents` needs the shapes dataset's scene factors (--dataset={FLAGS.dataset}).")
     base = run_flags.run_settings()
     tunables = space.parse_all({name: FLAGS[f"tune_{name}"].value for name in space.TUNABLE})
     if FLAGS.tuner == "grid":
@@ -64,8 +69,21 @@ def tuner_from_flags(write=print):
         raise ValueError("Flag `--objective_split=validation` needs --validation_examples > 0.")
     oracle = make_oracle(FLAGS.tuner, goal.keras_tuner_objective, FLAGS.max_trials, FLAGS.seed, FLAGS.max_epochs,
                          FLAGS.hyperband_factor, FLAGS.max_consecutive_failed_trials)
-    return TrainerTuner(hypermodel, goal, oracle, write=write, directory=FLAGS.directory,
-                        project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
+    return TrainerTuner(hypermodel, goal, oracle, write=write, after_trial=probe_after_trial(FLAGS.probe_latents),
+                        directory=FLAGS.directory, project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
+
+
+def probe_after_trial(latents):
+    """The tuner's ``after_trial`` for ``--probe_latents`` (None without it): probes the run, returns a summary."""
+    if not latents:
+        return None
+    inputs = {}  # the test split, loaded once per worker
+
+    def after_trial(model_dir):
+        r2 = probe.probe_folder(model_dir, latents, inputs)
+        return "probe R^2 " + ", ".join(f"{name} {value:.3f}" for name, value in r2.items())
+
+    return after_trial
 
 
 def report(tuner, write=print):

@@ -25,11 +25,14 @@ TUNERS = ("grid", "random", "bayesian", "hyperband")
 
 class TrainerTuner(kt.engine.base_tuner.BaseTuner):
     """Runs each trial as a training run. Args: ``hypermodel`` (a :class:`TrainerHyperModel`), ``objectives`` (an
-    :class:`Objectives`), ``oracle`` (a KerasTuner oracle), ``write`` (progress lines), and BaseTuner's keywords."""
+    :class:`Objectives`), ``oracle`` (a KerasTuner oracle), ``write`` (progress lines), ``after_trial`` (called
+    with a completed trial's run folder, on the machine that trained it while its checkpoints are there; what it
+    returns, if anything, is written as a line), and BaseTuner's keywords."""
 
-    def __init__(self, hypermodel, objectives, oracle, write=print, **kwargs):
+    def __init__(self, hypermodel, objectives, oracle, write=print, after_trial=None, **kwargs):
         self.objectives = objectives
         self.write = write
+        self.after_trial = after_trial
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
     def _populate_initial_space(self):
@@ -78,6 +81,10 @@ class TrainerTuner(kt.engine.base_tuner.BaseTuner):
         scores = self.objectives.scores(results)
         self.write(f"Trial {trial.trial_id}: " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()),
                    flush=True)
+        if self.after_trial is not None:
+            note = self.after_trial(config.model_dir)
+            if note:
+                self.write(f"Trial {trial.trial_id}: {note}", flush=True)
         return scores
 
     def load_model(self, trial):
