@@ -1,0 +1,130 @@
+"""Where a training step's time goes, op type by op type: executed ops and op time per step (TensorFlow profiler).
+
+    python -m benchmarks.step_profile --side=ours              # our PixelCNN++ step, benchmarks.train_throughput --quick
+    python -m benchmarks.step_profile --side=reference         # tfd.PixelCNN's step, same architecture
+    python -m benchmarks.step_profile --side=hybrid            # the Figure 2 sweep's step: small() at 8x8, batch 32
+    TF_NUM_INTRAOP_THREADS=1 taskset -c 0 python -m benchmarks.step_profile --side=ours --steps=20   # one core
+
+Why: where op dispatch dominates (small models on a CPU), a step's wall time is a sum of many small ops, and which
+ones matter is not what a FLOP count says. The profiler records every kernel TensorFlow executes; this groups them by
+op type and prints, per step, how many ran and how long they took (their summed durations: with several threads
+this can exceed the wall time, and work the ops leave idle, such as dispatch gaps, is not in it). The last line is
+the same as JSON.
+
+Counted: events named ``<node>:<OpType>`` (how the profiler names a kernel), except the function-call and
+control-flow ops that only contain other ops (``PartitionedCall``, ``While``, ...), whose children are counted
+themselves; the profiler's own bookkeeping events (``ExecutorState::Process``, ``ThreadpoolListener::...``) have no
+such name and are left out.
+"""
+
+import argparse
+import collections
+import glob
+import json
+import os
+import tempfile
+
+import numpy as np
+
+# Ops whose events enclose the events of the ops they run: counting them would count their children twice.
+CONTAINERS = frozenset({"PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile", "If", "StatelessIf",
+                        "Case", "StatelessCase"})
+
+
+def op_type(event_name):
+    """The op type of a profiler event named ``<node>:<OpType>``, or None for any other event."""
+    node, colon, kind = event_name.rpartition(":")
+    if not colon or not node or not kind or "::" in event_name or not kind[0].isupper() or " " in kind:
+        return None
+    return kind
+
+
+def op_events(space):
+    """``[(op type, duration in ps)]`` of the executed kernels in an ``XSpace`` (the profiler's trace)."""
+    events = []
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                kind = op_type(plane.event_metadata[event.metadata_id].name)
+                if kind is not None and kind not in CONTAINERS:
+                    events.append((kind, event.duration_ps))
+    return events
+
+
+def summarize(events, steps):
+    """Rows ``{"op", "count", "ms"}`` per step (count may be fractional), longest first, and the totals."""
+    counts, picoseconds = collections.Counter(), collections.Counter()
+    for kind, duration in events:
+        counts[kind] += 1
+        picoseconds[kind] += duration
+    rows = [{"op": kind, "count": counts[kind] / steps, "ms": picoseconds[kind] / 1e9 / steps}
+            for kind in sorted(counts, key=lambda kind: -picoseconds[kind])]
+    return rows, {"ops_per_step": sum(counts.values()) / steps, "op_ms_per_step": sum(picoseconds.values()) / 1e9 / steps}
+
+
+def profile(run_steps, steps):
+    """Traces ``run_steps(steps)`` and returns the op events of the trace."""
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        try:
+            run_steps(steps)
+        finally:
+            tf.profiler.experimental.stop()
+        (path,) = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
+        with open(path, "rb") as stream:
+            return op_events(xplane_pb2.XSpace.FromString(stream.read()))
+
+
+def step_runner(side, arch_name):
+    """``run_steps(n)``: ``n`` training steps of ``side`` (warmed up: traced and run twice)."""
+    from benchmarks import train_throughput
+
+    if side == "hybrid":
+        from gd_bottleneck import HybridVAE
+        from gd_bottleneck.config import PRESETS
+        from gd_bottleneck.training.optimizer import FusedAdam
+
+        model = HybridVAE(PRESETS["small"](8), bottleneck="gaussian_dropout", dropout_rate=0.15, seed=0)
+        model.compile(optimizer=FusedAdam(1e-3))
+        images = np.random.default_rng(0).integers(0, 256, (32 * 64, 8, 8, 3), dtype=np.uint8)
+        model.fit(images[:64], batch_size=32, epochs=1, verbose=0)
+        return lambda n: model.fit(images[:32 * n], batch_size=32, epochs=1, verbose=0)
+    arch = {**train_throughput.ARCHITECTURES[arch_name], "weight_norm": False}  # the trainer's default
+    step = (train_throughput.ours_step(arch, jit_compile=False)[0] if side == "ours"
+            else train_throughput.reference_step(arch))
+    step(), step()
+
+    def run_steps(n):
+        for _ in range(n):
+            loss = step()
+        float(loss)
+
+    return run_steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--side", choices=["ours", "reference", "hybrid"], default="ours")
+    parser.add_argument("--arch", choices=["quick", "paper"], default="quick",
+                        help="benchmarks.train_throughput's architecture (ours and reference)")
+    parser.add_argument("--steps", type=int, default=10, help="profiled steps (at least 1)")
+    parser.add_argument("--top", type=int, default=20, help="op types listed")
+    args = parser.parse_args()
+    if args.steps < 1 or args.top < 1:
+        parser.error(f"--steps and --top must be at least 1 (got {args.steps} and {args.top})")
+    rows, totals = summarize(profile(step_runner(args.side, args.arch), args.steps), args.steps)
+    print(f"{'op type':<32}{'ops/step':>10}{'ms/step':>10}{'share':>8}")
+    for row in rows[:args.top]:
+        print(f"{row['op']:<32}{row['count']:>10.1f}{row['ms']:>10.2f}{row['ms'] / totals['op_ms_per_step']:>8.1%}")
+    print(f"{'all ' + str(len(rows)) + ' op types':<32}{totals['ops_per_step']:>10.1f}{totals['op_ms_per_step']:>10.2f}")
+    print(json.dumps({"side": args.side, "arch": "small-8x8-b32" if args.side == "hybrid" else args.arch,
+                      "steps": args.steps, **{k: round(v, 3) for k, v in totals.items()},
+                      "top": [{k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+                              for row in rows[:args.top]]}))
+
+
+if __name__ == "__main__":
+    main()
