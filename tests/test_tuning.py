@@ -489,6 +489,22 @@ def synthetic_runs(gd_shift=0.0, noise=0.0):
     return records
 
 
+def test_convergence_compares_the_end_with_the_point_nearest_three_quarters(tmp_path):
+    from tuning import convergence
+    elbo = {100: 6.0, 200: 5.5, 300: 5.3, 400: 5.25, 500: 5.24}
+    kl = {100: 0.0, 200: 0.05, 300: 0.10, 400: 0.12, 500: 0.15}
+    with open(tmp_path / "curve.jsonl", "w") as stream:
+        for step in elbo:
+            stream.write(json.dumps({"step": step, "elbo_bpd": elbo[step], "kl_bpd": kl[step]}) + "\n")
+    # 75% of step 500 is 375: the nearest point is step 400, so the last quarter improved 5.25 - 5.24 = 0.01
+    result = convergence.convergence_of(str(tmp_path))
+    assert result["improvement_last_quarter_bpd"] == pytest.approx(0.01)
+    assert result["converged"] is True and result["kl_change_last_quarter_bpd"] == pytest.approx(0.03)
+    assert convergence.convergence_of(str(tmp_path), tolerance=0.005)["converged"] is False
+    empty = convergence.convergence_of(str(tmp_path / "no_run"))  # no curve: undecided, not converged
+    assert empty["converged"] is None and math.isnan(empty["improvement_last_quarter_bpd"])
+
+
 def test_mean_ci_is_the_student_t_interval():
     from tuning.statistics import mean_ci
     mean, half = mean_ci([1.0, 2.0, 3.0])

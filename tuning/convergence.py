@@ -3,7 +3,9 @@
 A run is converged when its held-out negative ELBO improved by less than ``TOLERANCE_BPD`` over the last quarter of
 its training (from the curve point nearest 75% of the final step to the final point). The curve is the trainer's
 ``curve.jsonl`` (``--curve_points``), evaluated in test mode on held-out images, so the criterion does not depend on
-training-time noise.
+training-time noise. The VAE KL's change over the same quarter is reported beside it: the criterion is on the ELBO,
+the quantity compared, but a KL still moving says the latents' use has not settled (it is information, not part of
+the criterion).
 """
 
 import math
@@ -14,18 +16,25 @@ from gd_bottleneck.training.callbacks import read_curve
 TOLERANCE_BPD = 0.02
 
 
-def last_quarter_improvement(curve):
-    """ELBO at ~75% of the run minus ELBO at its end (bits/dim; > 0: still improving); NaN without two points."""
+def last_quarter_change(curve, metric):
+    """``metric`` at the curve's end minus at its point nearest 75% of the final step; NaN without two points."""
     if len(curve) < 2:
         return math.nan
     final = curve[-1]
     reference = min(curve[:-1], key=lambda point: abs(point["step"] - 0.75 * final["step"]))
-    return reference["elbo_bpd"] - final["elbo_bpd"]
+    return final[metric] - reference[metric]
+
+
+def last_quarter_improvement(curve):
+    """How much the held-out negative ELBO fell over the last quarter (bits/dim; > 0: still improving)."""
+    return -last_quarter_change(curve, "elbo_bpd")
 
 
 def convergence_of(model_dir, tolerance=TOLERANCE_BPD):
-    """``{"improvement_last_quarter_bpd", "converged"}`` of the run in ``model_dir`` (``converged`` is None without a
-    curve of at least two points)."""
-    improvement = last_quarter_improvement(read_curve(os.path.join(model_dir, "curve.jsonl")))
+    """``{"improvement_last_quarter_bpd", "converged", "kl_change_last_quarter_bpd"}`` of the run in ``model_dir``
+    (``converged`` is None without a curve of at least two points)."""
+    curve = read_curve(os.path.join(model_dir, "curve.jsonl"))
+    improvement = last_quarter_improvement(curve)
     return {"improvement_last_quarter_bpd": improvement,
-            "converged": None if math.isnan(improvement) else bool(improvement < tolerance)}
+            "converged": None if math.isnan(improvement) else bool(improvement < tolerance),
+            "kl_change_last_quarter_bpd": last_quarter_change(curve, "kl_bpd")}

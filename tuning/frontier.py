@@ -75,7 +75,7 @@ def load_runs_csv(path):
     for row in rows:
         record = {**row, "strength": number(row["strength"]), "seed": int(row["seed"]), "steps": int(row["steps"]),
                   "elbo_bpd": float(row["elbo_bpd"]), "kl_bpd": float(row["kl_bpd"])}
-        for name in ("wall_time_s", "improvement_last_quarter_bpd"):
+        for name in ("wall_time_s", "improvement_last_quarter_bpd", "kl_change_last_quarter_bpd"):
             if name in row:
                 record[name] = number(row[name])
         if "converged" in row:

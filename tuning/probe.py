@@ -167,7 +167,7 @@ def probe(paths, csv_path=None, runs_csv=None, latents="sample"):
         raise app.UsageError(f"No run under {paths} has a probe result or a checkpoint to compute one.")
     records = probed
     names = [name for name in records[0] if name not in ("path", "steps", "elbo_bpd", "wall_time_s", "converged",
-                                                         "improvement_last_quarter_bpd")]
+                                                         "improvement_last_quarter_bpd", "kl_change_last_quarter_bpd")]
     settings = {}
     for record in records:
         settings.setdefault((record["kind"], record["strength"]), []).append(record)
