@@ -188,6 +188,17 @@ def test_after_trial_runs_on_every_completed_trials_run_folder(tmp_path, monkeyp
     assert len(seen) == 2 and sorted(seen) == sorted(config.model_dir for config in fake.configs)
     assert all(os.path.exists(os.path.join(folder, "results.json")) for folder in seen)  # after training, not before
     assert sum(line.endswith(": probed") for line in lines) == 2
+    # A failing after-trial step is reported; the trained trial stays completed.
+    def broken(folder):
+        raise OSError("disk full")
+
+    search_tuner = tuner.TrainerTuner(hypermodel(bottleneck="gaussian_dropout", dropout_rate="0.1"), goal,
+                                      tuner.make_oracle("grid", goal.keras_tuner_objective, 20, seed=1),
+                                      write=lambda line, **kwargs: lines.append(line), after_trial=broken,
+                                      directory=str(tmp_path), project_name="q", overwrite=True)
+    search_tuner.search(verbose=0)
+    assert lines[-1].endswith("after-trial step failed (OSError: disk full)")
+    assert [row["status"] for row in tuner.trial_rows(search_tuner)] == ["COMPLETED"]
 
 
 @pytest.mark.parametrize("kind", ["random", "bayesian"])

@@ -81,6 +81,8 @@ def probe_after_trial(latents):
 
     def after_trial(model_dir):
         r2 = probe.probe_folder(model_dir, latents, inputs)
+        if r2 is None:
+            return "no checkpoint to probe"
         return "probe R^2 " + ", ".join(f"{name} {value:.3f}" for name, value in r2.items())
 
     return after_trial

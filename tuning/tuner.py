@@ -82,7 +82,10 @@ class TrainerTuner(kt.engine.base_tuner.BaseTuner):
         self.write(f"Trial {trial.trial_id}: " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()),
                    flush=True)
         if self.after_trial is not None:
-            note = self.after_trial(config.model_dir)
+            try:
+                note = self.after_trial(config.model_dir)
+            except Exception as error:  # an extra on a finished run: reported, the trial stays completed
+                note = f"after-trial step failed ({type(error).__name__}: {error})"
             if note:
                 self.write(f"Trial {trial.trial_id}: {note}", flush=True)
         return scores
