@@ -66,11 +66,31 @@ def test_mixed_float16_training_uses_dynamic_loss_scaling_and_checkpoints_the_sc
     assert any("dynamic_scale" in name for name in saved), sorted(saved)[:20]
 
 
+def cpu_has_native_bfloat16():
+    """Whether this CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX on x86, BF16 on Arm), which oneDNN uses for
+    both the reference pass's convolutions and the cached sampler's one-window matmuls."""
+    try:
+        with open("/proc/cpuinfo") as stream:
+            flags = set(stream.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
 def test_the_cached_sampler_matches_the_reference_under_bfloat16():
     model = make("mixed_bfloat16")
     z = sampling.prior_latents(model, seed=[3, 4], num_images=2)
-    cached = sampling.cached_samples(model, z, seed=[3, 4]).numpy()
-    np.testing.assert_array_equal(cached, sampling.reference_samples(model, z, seed=[3, 4]).numpy())
+    cached = sampling.cached_samples(model, z, seed=[3, 4]).numpy().astype(np.int32)
+    reference = sampling.reference_samples(model, z, seed=[3, 4]).numpy().astype(np.int32)
+    if cpu_has_native_bfloat16():
+        np.testing.assert_array_equal(cached, reference)
+    else:
+        # Without bfloat16 instructions TensorFlow falls back to kernels that sum a convolution and the same window's
+        # matmul in different orders; a float32 sum that differs in its last bit can round to the neighbouring
+        # bfloat16, and the drawn sub-pixel moves by one level. Measured on an AVX2-only AMD EPYC: 5 of 384
+        # sub-pixels, each by 1. A cache that lost its causal state would change most sub-pixels by far more.
+        difference = np.abs(cached - reference)
+        assert difference.max() <= 1 and np.mean(difference > 0) <= 0.03, (difference.max(), np.mean(difference > 0))
 
 
 def test_the_policy_survives_a_config_round_trip_and_the_scope_restores_the_default():
