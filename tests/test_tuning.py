@@ -500,6 +500,20 @@ def synthetic_runs(gd_shift=0.0, noise=0.0):
     return records
 
 
+def test_nearest_pairs_difference_each_vb_setting_with_the_gd_setting_nearest_in_kl_seed_by_seed():
+    from tuning.statistics import nearest_pairs
+    records = synthetic_runs()  # GD KL 0.0, 0.2, 0.4 (p = 0.1, 0.5, 0.9); VB beta 0.02 at KL 0.1, 0.08 at 0.3
+    records = [r for r in records if not (r["kind"] == "gaussian_dropout" and r["strength"] == 0.1)]  # no tie
+    records.append({"kind": "variational", "strength": 0.3, "seed": 0, "kl_bpd": 0.45, "elbo_bpd": 4.0})
+    pairs = {row["beta"]: row for row in nearest_pairs(records)}
+    assert pairs[0.02]["nearest_gd_rate"] == 0.5 and pairs[0.02]["seeds"] == 3
+    # VB at (0.1, 5.0) against GD p=0.5 at (0.2, 4.8), identical in every seed: differences +0.2 ELBO, -0.1 KL
+    assert pairs[0.02]["elbo_bpd_diff_mean"] == pytest.approx(0.2) and pairs[0.02]["elbo_bpd_diff_ci95"] == 0.0
+    assert pairs[0.02]["kl_bpd_diff_mean"] == pytest.approx(-0.1)
+    assert pairs[0.3]["nearest_gd_rate"] == 0.9 and pairs[0.3]["seeds"] == 1
+    assert pairs[0.3]["elbo_bpd_diff_mean"] == pytest.approx(4.0 - 4.6) and math.isnan(pairs[0.3]["elbo_bpd_diff_ci95"])
+
+
 def test_convergence_compares_the_end_with_the_point_nearest_three_quarters(tmp_path):
     from tuning import convergence
     elbo = {100: 6.0, 200: 5.5, 300: 5.3, 400: 5.25, 500: 5.24}

@@ -23,7 +23,7 @@ from absl import app, flags
 from gd_bottleneck import cli
 from gd_bottleneck.training import files
 from tuning import convergence, families, figures
-from tuning.statistics import GD, VB, bootstrap_gaps, curve_at, mean_ci
+from tuning.statistics import GD, VB, bootstrap_gaps, curve_at, mean_ci, nearest_pairs
 
 # Plot styles (colour, marker) in family order; families beyond the list reuse it.
 STYLES = [("tab:blue", "o"), ("tab:orange", "s"), ("black", "*"), ("tab:green", "D"), ("tab:purple", "^")]
@@ -218,7 +218,8 @@ def define_flags():
     cli.define_flag(flags.DEFINE_string, "floor", None,
                     "entropy_floor.json (python -m tuning.entropy_floor) to draw on the plot.")
     cli.define_flag(flags.DEFINE_string, "gaps_csv", None,
-                    "Where to write the GD-vs-VB gaps with bootstrap intervals (.csv).")
+                    "Where to write the GD-vs-VB comparisons per VB setting: the interpolated gaps with bootstrap "
+                    "and paired intervals, then the differences to the nearest GD setting (.csv).")
 
 
 def main(argv):
@@ -254,8 +255,15 @@ def report(records, split="test", out=None, csv_path=None, runs_csv=None, gaps_c
         print("\nThe same gaps with 95% bootstrap intervals over seeds (resampled jointly, keeping the pairing), the "
               "share of resamples where GD is better, and where VB's KL falls inside GD's range")
         print(format_table(gaps, list(gaps[0])))
-        if gaps_csv:
-            write_csv(gaps, gaps_csv)
+        pairs = nearest_pairs(records)
+        print("\nEach VB setting against the GD setting with the nearest mean KL, seed by seed (no interpolation): "
+              "mean and 95% t-interval half-width of VB - GD (ELBO < 0: VB better; KL > 0: VB carries more)")
+        print(format_table(pairs, list(pairs[0])))
+        if gaps_csv:  # one row per VB setting: the interpolated gaps, then the nearest-setting differences
+            by_beta = {pair["beta"]: pair for pair in pairs}
+            write_csv([{**gap, **{f"nearest_{key}" if key == "seeds" else key: value
+                                  for key, value in by_beta[gap["beta"]].items() if key != "beta"}}
+                       for gap in gaps], gaps_csv)
     print("\nDominance on the seed means (dominated_by: settings of another kind with at least this KL and at most "
           "this ELBO)")
     print(format_table(dominance(rows), ["setting", "kl_bpd", "elbo_bpd", "dominated_by"]))

@@ -12,6 +12,9 @@ order, so runs of different settings with the same seed are *paired*. Two tools:
   with the number of seeds so a reader can judge. Beside it, the *paired* view: each seed's VB run against that same
   seed's GD curve, and the Student-t interval of those per-seed gaps (a seed whose VB KL lies outside its own GD
   curve's range gives no gap and is left out of that mean).
+- :func:`nearest_pairs`: needs no interpolation. Each VB setting against the GD setting whose mean KL is nearest,
+  run by run for the seeds both have: the VB - GD differences of ELBO and of KL with Student-t intervals. Where the
+  KL difference's interval holds 0 and the ELBO difference's does not, one bottleneck is better at matched KL.
 """
 
 import math
@@ -101,4 +104,28 @@ def bootstrap_gaps(records, draws=2000, level=0.95, seed=0):
         paired_mean, paired_ci95 = mean_ci(finite) if finite else (math.nan, math.nan)
         result[-1].update({"paired_gaps": " ".join(f"{gap:.4f}" for gap in paired[beta]),
                            "paired_mean": paired_mean, "paired_ci95": paired_ci95})
+    return result
+
+
+def nearest_pairs(records):
+    """One dict per VB setting: the GD setting with the nearest mean KL, the seeds both have, and the mean and
+    t-interval half-width of the per-seed differences VB - GD in ELBO and KL (ELBO < 0: VB better; KL > 0: VB's
+    latents carry more). Empty without GD settings."""
+    seeds = sorted({record["seed"] for record in records})
+    means = _setting_means(records, seeds)
+    gd = [row for row in means if row["kind"] == GD]
+    if not gd:
+        return []
+    runs = {(record["kind"], record["strength"], record["seed"]): record for record in records}
+    result = []
+    for vb in sorted((row for row in means if row["kind"] == VB), key=lambda row: row["strength"]):
+        partner = min(gd, key=lambda row: abs(row["kl_bpd_mean"] - vb["kl_bpd_mean"]))
+        shared = [seed for seed in seeds if (VB, vb["strength"], seed) in runs and (GD, partner["strength"], seed) in runs]
+        row = {"beta": vb["strength"], "nearest_gd_rate": partner["strength"], "seeds": len(shared)}
+        for metric in ("elbo_bpd", "kl_bpd"):
+            differences = [runs[(VB, vb["strength"], seed)][metric] - runs[(GD, partner["strength"], seed)][metric]
+                           for seed in shared]
+            row[f"{metric}_diff_mean"], row[f"{metric}_diff_ci95"] = (mean_ci(differences) if differences else
+                                                                      (math.nan, math.nan))
+        result.append(row)
     return result
