@@ -201,6 +201,30 @@ def test_after_trial_runs_on_every_completed_trials_run_folder(tmp_path, monkeyp
     assert [row["status"] for row in tuner.trial_rows(search_tuner)] == ["COMPLETED"]
 
 
+def test_a_worker_that_may_leave_when_idle_ends_its_search_instead_of_waiting(tmp_path, monkeypatch):
+    from keras_tuner.src.distribute import oracle_chief
+    monkeypatch.setattr(oracle_chief, "exit_chief", oracle_chief.exit_chief)  # restored after the test
+    goal = objectives.Objectives()
+    oracle = tuner.make_oracle("grid", goal.keras_tuner_objective, 20, seed=1)
+    lines = []
+    search_tuner = tuner.TrainerTuner(hypermodel(bottleneck="gaussian_dropout", dropout_rate="0.1"), goal, oracle,
+                                      write=lambda line, **kwargs: lines.append(line), leave_when_idle=True,
+                                      directory=str(tmp_path), project_name="p", overwrite=True)
+    first = search_tuner.oracle.create_trial("tuner0")  # the grid's only setting, now running on tuner0
+    assert first.status == kt.engine.trial.TrialStatus.RUNNING
+    # Another worker asks while it runs: the grid oracle says idle (wait), this tuner turns that into stopped (leave).
+    assert search_tuner.oracle.create_trial("tuner1").status == kt.engine.trial.TrialStatus.STOPPED
+    assert lines == ["tuner1: no new trial while others run; leaving this search."]
+    waiting = tuner.TrainerTuner(hypermodel(bottleneck="gaussian_dropout", dropout_rate="0.1"), goal,
+                                 tuner.make_oracle("grid", goal.keras_tuner_objective, 20, seed=1),
+                                 directory=str(tmp_path), project_name="q", overwrite=True)
+    waiting.oracle.create_trial("tuner0")
+    assert waiting.oracle.create_trial("tuner1").status == kt.engine.trial.TrialStatus.IDLE  # KerasTuner's default
+    # A chief ends when its search is over and nothing runs, without waiting for tuner1, which left unannounced.
+    oracle.ongoing_trials.clear()
+    assert oracle.tuner_ids == {"tuner0", "tuner1"} and oracle_chief.exit_chief(oracle)
+
+
 @pytest.mark.parametrize("kind", ["random", "bayesian"])
 def test_random_and_bayesian_search_sample_inside_the_ranges(tmp_path, monkeypatch, kind):
     goal = objectives.Objectives("elbo_bpd_at_kl", min_kl_bpd=0.03)

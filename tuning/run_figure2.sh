@@ -19,7 +19,7 @@ chiefs=()
 for k in "${!SEARCHES[@]}"; do
   flagfile=${SEARCHES[$k]}
   KERASTUNER_ORACLE_PORT=$((FIRST_PORT + k)) KERASTUNER_TUNER_ID=chief $PY -m tuning.search --flagfile="$flagfile" \
-    "$@" > "runs/figure2/$(basename "$flagfile" .flags).chief.log" 2>&1 &
+    --leave_when_idle "$@" > "runs/figure2/$(basename "$flagfile" .flags).chief.log" 2>&1 &
   chiefs+=($!)
 done
 sleep 10
@@ -29,7 +29,7 @@ for ((i = 0; i < WORKERS; i++)); do
     for k in "${!SEARCHES[@]}"; do
       flagfile=${SEARCHES[$k]}
       KERASTUNER_ORACLE_PORT=$((FIRST_PORT + k)) KERASTUNER_TUNER_ID=tuner$i taskset -c $((i % $(nproc))) \
-        $PY -m tuning.search --flagfile="$flagfile" "$@" \
+        $PY -m tuning.search --flagfile="$flagfile" --leave_when_idle "$@" \
         > "runs/figure2/$(basename "$flagfile" .flags).worker$i.log" 2>&1 || true
     done
   ) &

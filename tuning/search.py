@@ -45,6 +45,9 @@ flags.DEFINE_integer("max_consecutive_failed_trials", 3, "Stop the search after 
 flags.DEFINE_enum("probe_latents", None, list(probe.LATENTS), "After each trial, probe what its latents carry "
                   "(tuning.probe, shapes datasets only) and keep the result in the run folder as "
                   "probe_<latents>.json: the checkpoints a probe needs are not kept with a sweep's results.")
+flags.DEFINE_bool("leave_when_idle", False, "A worker leaves when the oracle has no new trial for it (a grid whose "
+                  "last trials other workers run) instead of waiting; tuning/run_figure2.sh uses it so that each "
+                  "core moves on to the next search.")
 for _name in space.TUNABLE:
     flags.DEFINE_string(f"tune_{_name}", None, f"Vary {_name}: values a,b,c or a range LOW:HIGH[:log].")
 
@@ -70,7 +73,7 @@ def tuner_from_flags(write=print):
     oracle = make_oracle(FLAGS.tuner, goal.keras_tuner_objective, FLAGS.max_trials, FLAGS.seed, FLAGS.max_epochs,
                          FLAGS.hyperband_factor, FLAGS.max_consecutive_failed_trials)
     return TrainerTuner(hypermodel, goal, oracle, write=write, after_trial=probe_after_trial(FLAGS.probe_latents),
-                        directory=FLAGS.directory, project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
+                        leave_when_idle=FLAGS.leave_when_idle, directory=FLAGS.directory, project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
 
 
 def probe_after_trial(latents):

@@ -27,13 +27,19 @@ class TrainerTuner(kt.engine.base_tuner.BaseTuner):
     """Runs each trial as a training run. Args: ``hypermodel`` (a :class:`TrainerHyperModel`), ``objectives`` (an
     :class:`Objectives`), ``oracle`` (a KerasTuner oracle), ``write`` (progress lines), ``after_trial`` (called
     with a completed trial's run folder, on the machine that trained it while its checkpoints are there; what it
-    returns, if anything, is written as a line), and BaseTuner's keywords."""
+    returns, if anything, is written as a line), ``leave_when_idle`` (a worker leaves the search when the oracle
+    has no new trial for it, for example a grid whose last trials other workers are running, instead of waiting for
+    them; a trial that fails meanwhile is retried when the search is run again), and BaseTuner's keywords."""
 
-    def __init__(self, hypermodel, objectives, oracle, write=print, after_trial=None, **kwargs):
+    def __init__(self, hypermodel, objectives, oracle, write=print, after_trial=None, leave_when_idle=False,
+                 **kwargs):
         self.objectives = objectives
         self.write = write
         self.after_trial = after_trial
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+        if leave_when_idle:  # self.oracle is now what this process asks: the oracle, or a worker's client of it
+            self.oracle.create_trial = functools.partial(_create_trial_or_leave, self.oracle.create_trial, write)
+            _let_the_chief_end_without_leavers()
 
     def _populate_initial_space(self):
         # Declaring every setting (conditional ones in their scopes) is enough; KerasTuner's default would build the
@@ -129,6 +135,25 @@ class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
         if result["status"] == kt.engine.trial.TrialStatus.RUNNING and trial_id not in self._populate_next:
             self._populate_next.append(trial_id)
         return result
+
+
+def _create_trial_or_leave(create_trial, write, tuner_id):
+    """``create_trial(tuner_id)``, with "idle" (nothing new to start while other trials run) turned into "stopped",
+    which ends KerasTuner's search loop in this process."""
+    trial = create_trial(tuner_id)
+    if trial.status == kt.engine.trial.TrialStatus.IDLE:
+        write(f"{tuner_id}: no new trial while others run; leaving this search.", flush=True)
+        trial.status = kt.engine.trial.TrialStatus.STOPPED
+    return trial
+
+
+def _let_the_chief_end_without_leavers():
+    """Makes a chief in this process end once its search is over and no trial runs. KerasTuner's chief also waits
+    until every worker that ever asked for a trial has been told "stopped"; a worker that left when idle never is,
+    so without this the chief would wait for it forever. (KerasTuner 1.4.8's ``oracle_chief.exit_chief``.)"""
+    from keras_tuner.src.distribute import oracle_chief
+
+    oracle_chief.exit_chief = lambda oracle: not oracle.ongoing_trials
 
 
 def make_oracle(tuner, objective, max_trials, seed, max_epochs=None, factor=3, max_consecutive_failed_trials=3):
