@@ -37,6 +37,7 @@ figure2-report: $(STAMP)
 	$(PY) -m tuning.frontier $(wildcard results/figure2/search results/figure2/search_extension) --out results/figure2/frontier.png \
 		--csv results/figure2/figure2.csv --runs_csv results/figure2/runs.csv --gaps_csv results/figure2/gaps.csv \
 		--floor results/figure2/entropy_floor.json | tee results/figure2/frontier.txt
+	$(PY) -m tuning.frontier results/figure2/search > results/figure2/frontier_main_grid.txt
 	$(PY) -m tuning.curves $(wildcard results/figure2/search results/figure2/search_extension) \
 		--out results/figure2/curves.png
 
