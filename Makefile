@@ -40,6 +40,8 @@ figure2-report: $(STAMP)
 	$(PY) -m tuning.frontier results/figure2/search > results/figure2/frontier_main_grid.txt
 	$(PY) -m tuning.curves $(wildcard results/figure2/search results/figure2/search_extension) \
 		--out results/figure2/curves.png
+	$(PY) -m tuning.extend --list $(wildcard results/figure2/search results/figure2/search_extension) \
+		> results/figure2/extended_runs.txt
 
 # Figure 3's grids (samples, and rows sharing z) from the sweep's finished seed-0 runs that still have checkpoints.
 figure3: $(STAMP)

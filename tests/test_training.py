@@ -6,6 +6,7 @@ import json
 import os
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -54,8 +55,12 @@ def test_a_resume_may_move_files_but_not_change_what_is_trained():
     tiny_run("runs/a", None, epochs=5, schedule_epochs=9).check_resumable_from(fixed)
     with pytest.raises(ValueError, match="schedule_epochs: 9 -> 8"):
         tiny_run("runs/a", None, epochs=5, schedule_epochs=8).check_resumable_from(fixed)
-    with pytest.raises(ValueError, match="`schedule_epochs` must be >= epochs=2"):
-        tiny_run("runs/a", None, schedule_epochs=1)
+    with pytest.raises(ValueError, match="`schedule_epochs` must be an integer >= 1"):
+        tiny_run("runs/a", None, schedule_epochs=0)
+    # A run saved without schedule_epochs annealed over its own epochs: naming that horizon extends it.
+    tiny_run("runs/a", None, epochs=5, schedule_epochs=2).check_resumable_from(saved)
+    with pytest.raises(ValueError, match="epochs: 2 -> 5"):
+        tiny_run("runs/a", None, epochs=5, schedule_epochs=3).check_resumable_from(saved)
 
 
 @pytest.mark.parametrize("schedule", ["exponential", "linear", "cosine"])
@@ -67,6 +72,48 @@ def test_learning_rate_anneals_from_the_first_to_the_final_value(schedule):
     assert np.all(np.diff(values) < 0)
     if schedule == "exponential":  # geometric: the midpoint is the geometric mean
         assert values[2] == pytest.approx(np.sqrt(1e-4 * 4e-6), rel=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["exponential", "linear", "cosine"])
+def test_after_its_annealing_the_learning_rate_holds_at_the_final_value(schedule):
+    config = tiny_run("x", None, lr_schedule=schedule, learning_rate=1e-4, final_learning_rate=4e-6)
+    rate = learning_rate_schedule(config, 1000)
+    assert [float(rate(step)) for step in (1001, 1500, 10**6)] == [float(rate(1000))] * 3
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(rate))
+    steps = np.array([0, 1, 499, 1000, 2000])
+    np.testing.assert_array_equal([float(restored(step)) for step in steps], [float(rate(step)) for step in steps])
+
+
+def test_holding_the_exponential_rate_leaves_the_annealing_bit_for_bit():
+    config = tiny_run("x", None, lr_schedule="exponential", learning_rate=1e-3, final_learning_rate=2e-5)
+    held = learning_rate_schedule(config, 7116)
+    plain = keras.optimizers.schedules.ExponentialDecay(1e-3, 7116, 2e-5 / 1e-3)
+    steps = tf.constant(np.arange(0, 7117, 7), dtype=tf.int64)
+    np.testing.assert_array_equal(tf.map_fn(held, steps, fn_output_signature=tf.float32),
+                                  tf.map_fn(plain, steps, fn_output_signature=tf.float32))
+
+
+def test_an_extended_run_is_the_longer_run_bit_for_bit(tmp_path, shapes_data_dir):
+    """A finished run continued for another epoch at its final rate (tuning.extend) ends with the weights of one
+    run trained for all three epochs with the same annealing."""
+    quiet = lambda text, flush=False: None
+    settings = dict(export=False, image_summaries=0, curve_points=2)
+    train(tiny_run(tmp_path / "extended", shapes_data_dir, **settings), write=quiet)
+    extended = train(tiny_run(tmp_path / "extended", shapes_data_dir, epochs=3, schedule_epochs=2,
+                              **{**settings, "curve_points": 3}), write=quiet)
+    longer = train(tiny_run(tmp_path / "longer", shapes_data_dir, epochs=3, schedule_epochs=2, **settings),
+                   write=quiet)
+    assert extended["steps"] == longer["steps"] == 9
+    assert extended["test_elbo_bpd"] == longer["test_elbo_bpd"]
+    assert [point["step"] for point in read_curve(str(tmp_path / "extended" / "curve.jsonl"))] == [3, 6, 9]
+    for name, value in checkpoint_tensors(tmp_path / "longer").items():
+        np.testing.assert_array_equal(checkpoint_tensors(tmp_path / "extended")[name], value, err_msg=name)
+
+
+def checkpoint_tensors(model_dir):
+    reader = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
 
 
 @pytest.mark.parametrize("start, expected", [

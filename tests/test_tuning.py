@@ -425,19 +425,23 @@ def test_probe_on_sampled_latents_sees_nothing_in_unused_latents_that_their_tiny
 
 def test_probe_reads_kept_results_and_leaves_out_runs_it_cannot_probe(tmp_path, monkeypatch, capsys):
     # A run's probe result is kept beside results.json (its checkpoint is not committed): a kept result is read
-    # without loading any model or data, a run with neither result nor checkpoint is named and left out.
+    # without loading any model or data, a run with neither result nor checkpoint is named and left out, and so is
+    # a run trained further since its probe (d: probed at step 5, now at step 10).
     monkeypatch.setattr(probe, "probe_run", lambda *args, **kwargs: pytest.fail("no run should be recomputed"))
-    for name, seed, hue in (("a", 0, 0.2), ("b", 1, 0.4), ("c", 2, None)):
+    for name, seed, hue, steps in (("a", 0, 0.2, 10), ("b", 1, 0.4, 10), ("c", 2, None, None), ("d", 3, 0.9, 5)):
         write_run(tmp_path / name, "gaussian_dropout", seed, 5.0, 0.1, dropout_rate=0.5)
         files.write_json_atomically(str(tmp_path / name / "run_config.json"),
                                     RunConfig(model_dir=str(tmp_path / name), bottleneck="gaussian_dropout",
                                               dropout_rate=0.5, seed=seed).to_dict())
         if hue is not None:
             files.write_json_atomically(str(tmp_path / name / "probe_sample.json"),
-                                        {"latents": "sample", "ridge": 1.0, "r2": {"hue": hue, "largest_x": -0.2}})
+                                        {"latents": "sample", "ridge": 1.0, "steps": steps,
+                                         "r2": {"hue": hue, "largest_x": -0.2}})
     runs_csv = tmp_path / "probe_runs.csv"
     assert probe.probe([str(tmp_path)], csv_path=str(tmp_path / "probe.csv"), runs_csv=str(runs_csv)) == 0
-    assert "c: no probe_sample.json and no checkpoint: left out" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    for name in "cd":
+        assert f"{name}: no probe_sample.json of its final step and no checkpoint: left out" in out
     with open(tmp_path / "probe.csv") as stream:
         (row,) = list(csv.DictReader(stream))
     assert row["n"] == "2" and float(row["hue"]) == pytest.approx(0.3) and float(row["mean_r2"]) == pytest.approx(0.05)

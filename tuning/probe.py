@@ -90,14 +90,20 @@ def cached_probe(model_dir, latents, compute):
 
     Why: a probe needs the run's checkpoint, which is not committed with the sweep's results (too large), so a
     probe is computed once on the machine that trained the run and its small result kept beside ``results.json``.
-    ``compute()`` runs when there is no such file and the run has a checkpoint; returns None when it has neither."""
+    The kept result names the run's step count (``results.json``'s ``steps``) and is used only while that is the
+    run's, so a run trained further (tuning.extend) is probed again. ``compute()`` runs when there is no such
+    result and the run has a checkpoint; returns None when it has neither."""
     path = os.path.join(model_dir, f"probe_{latents}.json")
+    results = os.path.join(model_dir, "results.json")
+    steps = files.read_json(results)["steps"] if os.path.exists(results) else None
     if os.path.exists(path):
-        return files.read_json(path)["r2"]
+        kept = files.read_json(path)
+        if kept.get("steps") == steps:
+            return kept["r2"]
     if not checkpoints.candidates(os.path.join(model_dir, "checkpoints")):
         return None
     r2 = compute()
-    files.write_json_atomically(path, {"latents": latents, "ridge": RIDGE, "r2": r2})
+    files.write_json_atomically(path, {"latents": latents, "ridge": RIDGE, "steps": steps, "r2": r2})
     return r2
 
 
@@ -155,7 +161,7 @@ def probe(paths, csv_path=None, runs_csv=None, latents="sample"):
         except ValueError as error:
             raise app.UsageError(str(error))
         if r2 is None:
-            print(f"{model_dir}: no probe_{latents}.json and no checkpoint: left out", flush=True)
+            print(f"{model_dir}: no probe_{latents}.json of its final step and no checkpoint: left out", flush=True)
             continue
         record.update(sorted(r2.items(), key=lambda item: FACTORS.index(item[0]) if item[0] in FACTORS else
                              len(FACTORS)))  # the tables' column order (kept files store the factors sorted)

@@ -4,8 +4,11 @@
 # has a chief that serves its oracle (each on its own port); each CPU core runs one worker, pinned to it (small models
 # use one core better than two processes sharing both), through the searches in turn: a core whose worker finds no
 # trial left in one search moves on to the next instead of idling until the other cores' last runs end.
+# When a core has no trial left, its worker trains the finished runs that missed the convergence criterion further,
+# at their final learning rate, until they meet it (tuning.extend; the workers share those runs as well).
 # Rerunning resumes: each search's state lives in results/figure2/<project>/ and is committed as trials complete; a
-# finished search ends at once. Logs: runs/figure2/<search>.{chief,worker0,...}.log. Then `make figure2` draws the
+# finished search ends at once, and so does an extension with nothing left to do. Logs:
+# runs/figure2/<search>.{chief,worker0,...}.log and runs/figure2/extend.worker<i>.log. Then `make figure2` draws the
 # frontier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +16,7 @@ PY=${PYTHON:-.venv/bin/python}
 WORKERS=${WORKERS:-2}
 FIRST_PORT=${PORT:-8471}
 SEARCHES=(tuning/figure2.flags tuning/figure2_extension.flags)
+RUNS=(results/figure2/search results/figure2/search_extension)  # the searches' folders (--directory/--project_name)
 mkdir -p runs/figure2
 export KERASTUNER_ORACLE_IP=127.0.0.1
 chiefs=()
@@ -32,6 +36,8 @@ for ((i = 0; i < WORKERS; i++)); do
         $PY -m tuning.search --flagfile="$flagfile" --leave_when_idle "$@" \
         > "runs/figure2/$(basename "$flagfile" .flags).worker$i.log" 2>&1 || true
     done
+    taskset -c $((i % $(nproc))) $PY -m tuning.extend "${RUNS[@]}" --extra_epochs=3 --max_epochs=24 \
+      --probe_latents=sample > "runs/figure2/extend.worker$i.log" 2>&1 || true
   ) &
   workers+=($!)
 done

@@ -80,12 +80,38 @@ class PolyakAdam(FusedAdam):
         super().finalize_variable_values(var_list)
 
 
+@keras.saving.register_keras_serializable(package="gd_bottleneck")
+class HeldAfterAnnealing(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule(min(step, steps))``: an annealing schedule that holds its final rate after ``steps``.
+
+    Why: Keras' ExponentialDecay keeps decaying past its ``decay_steps`` (the polynomial and cosine decays hold),
+    and a run extended beyond its annealing (``RunConfig.schedule_epochs`` < ``epochs``) should continue at its
+    final learning rate, whatever the schedule. Up to ``steps`` the rates are the wrapped schedule's, bit for bit.
+    """
+
+    def __init__(self, schedule, steps):
+        self.schedule = schedule
+        self.steps = int(steps)
+
+    def __call__(self, step):
+        return self.schedule(keras.ops.minimum(step, self.steps))
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "steps": self.steps}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["steps"])
+
+
 def learning_rate_schedule(config, total_steps):
-    """``learning_rate`` annealed to ``final_learning_rate`` over ``total_steps`` (exponential: geometric)."""
+    """``learning_rate`` annealed to ``final_learning_rate`` over ``total_steps`` (exponential: geometric), then
+    held at ``final_learning_rate``."""
     start, end = config.learning_rate, config.final_learning_rate
     decay_steps = max(total_steps, 1)
     if config.lr_schedule == "exponential":
-        return keras.optimizers.schedules.ExponentialDecay(start, decay_steps, end / start)
+        return HeldAfterAnnealing(keras.optimizers.schedules.ExponentialDecay(start, decay_steps, end / start),
+                                  decay_steps)
     if config.lr_schedule == "linear":
         return keras.optimizers.schedules.PolynomialDecay(start, decay_steps, end, power=1.0)
     if config.lr_schedule == "cosine":

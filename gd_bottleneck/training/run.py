@@ -214,7 +214,7 @@ def _train_in(config, strategy, chief, run_data, began, write):
     if chief:
         checkpoints.remove_unfinished_saves(restore_from)
     with strategy.scope():
-        model = build_model(config, run_data.steps_per_epoch * (config.schedule_epochs or config.epochs))
+        model = build_model(config, run_data.steps_per_epoch * config.annealing_epochs)
         checkpoint = checkpoints.training_checkpoint(model, model.optimizer)
         restored = checkpoints.restore_newest_intact(checkpoint, restore_from, lambda text: write(text, flush=True),
                                                      quarantine=chief)

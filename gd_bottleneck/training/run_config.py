@@ -64,8 +64,9 @@ class RunConfig:
     batch_size: int = setting(64, "Global batch size (over all replicas).")
     eval_batch_size: int | None = setting(None, "Test-set batch size (default: batch_size).")
     epochs: int = setting(1, "Training epochs.")
-    schedule_epochs: int | None = setting(None, "Epochs over which the learning rate anneals (>= --epochs; default: "
-                                          "--epochs). Set it to extend a run later: --epochs may then change on resume.")
+    schedule_epochs: int | None = setting(None, "Epochs over which the learning rate anneals (default: --epochs); "
+                                          "later epochs train at --final_learning_rate. A resume may change --epochs "
+                                          "if the annealing stays the same: a finished run can be extended.")
     steps_per_epoch: int | None = setting(None, "Cap on the steps of an epoch (default: the whole train split).")
     validation_examples: int = setting(0, "Hold out this many of the last training images as a validation split, "
                                        "evaluated at the end (validation_* in results.json); 0: none.")
@@ -102,9 +103,8 @@ class RunConfig:
         check_nonnegative(self.aux_weight, "aux_weight")
         for name in ("batch_size", "epochs", "checkpoint_every", "keep_checkpoints", "log_every"):
             check_int(getattr(self, name), name, 1)
-        if self.schedule_epochs is not None and check_int(self.schedule_epochs, "schedule_epochs", 1) < self.epochs:
-            raise ValueError(f"Argument `schedule_epochs` must be >= epochs={self.epochs} (the learning rate anneals "
-                             f"over schedule_epochs). Received: schedule_epochs={self.schedule_epochs}")
+        if self.schedule_epochs is not None:
+            check_int(self.schedule_epochs, "schedule_epochs", 1)
         for name in ("eval_batch_size", "steps_per_epoch"):
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), name, 1)
@@ -136,6 +136,11 @@ class RunConfig:
         folder), relative to the working directory (the repository root for the documented commands)."""
         return self.export_dir or default_export_base(self.model_dir)
 
+    @property
+    def annealing_epochs(self):
+        """Epochs over which the learning rate anneals; afterwards it holds at ``final_learning_rate``."""
+        return self.schedule_epochs or self.epochs
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
@@ -150,8 +155,10 @@ class RunConfig:
     def check_resumable_from(self, saved):
         """Raises :class:`~gd_bottleneck.errors.SettingsError` (a ``ValueError``) listing the fields that differ from a saved run's and that a resume cannot change."""
         resumable = set(RESUMABLE_CHANGES)
-        if self.schedule_epochs is not None and saved.get("schedule_epochs") == self.schedule_epochs:
-            resumable.add("epochs")  # the schedule does not depend on epochs: a run can be extended (Hyperband)
+        if (saved.get("schedule_epochs") or saved.get("epochs")) == self.annealing_epochs:
+            # The same annealing: the first steps are the same whatever the length, so a run can be extended
+            # (Hyperband's promotions; a run continued at its final rate until it converges, tuning.extend).
+            resumable.update({"epochs", "schedule_epochs"})
         # A field added after the run was saved has its default there (runs of older versions keep resuming).
         defaults = {field.name: field.default for field in dataclasses.fields(self)}
         saved = {**{name: value for name, value in defaults.items() if name not in saved}, **saved}
