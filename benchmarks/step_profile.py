@@ -34,7 +34,8 @@ CONTAINERS = frozenset({"PartitionedCall", "StatefulPartitionedCall", "While", "
 def op_type(event_name):
     """The op type of a profiler event named ``<node>:<OpType>``, or None for any other event."""
     node, colon, kind = event_name.rpartition(":")
-    if not colon or not node or not kind or "::" in event_name or not kind[0].isupper() or " " in kind:
+    # Grappler's fused and oneDNN's kernels have internal op types with a leading underscore (_FusedConv2D).
+    if not colon or not node or not kind or "::" in event_name or not kind.lstrip("_")[:1].isupper() or " " in kind:
         return None
     return kind
 

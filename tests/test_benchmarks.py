@@ -7,6 +7,7 @@ from benchmarks import step_profile
 
 
 @pytest.mark.parametrize("name, kind", [("MatMul:MatMul", "MatMul"), ("dense/add:AddV2", "AddV2"),
+                                        ("conv/Conv2D:_FusedConv2D", "_FusedConv2D"), ("x:_", None),
                                         ("ExecutorState::Process", None), ("ThreadpoolListener::Record", None),
                                         ("EagerLocalExecute: __inference_f_16", None), ("f", None),
                                         ("KernelAndDeviceFunc::Run", None)])
