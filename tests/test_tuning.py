@@ -436,7 +436,7 @@ def test_probe_reads_kept_results_and_leaves_out_runs_it_cannot_probe(tmp_path, 
         if hue is not None:
             files.write_json_atomically(str(tmp_path / name / "probe_sample.json"),
                                         {"latents": "sample", "ridge": 1.0, "steps": steps,
-                                         "r2": {"hue": hue, "largest_x": -0.2}})
+                                         "result": {"hue": hue, "largest_x": -0.2}})
     runs_csv = tmp_path / "probe_runs.csv"
     assert probe.probe([str(tmp_path)], csv_path=str(tmp_path / "probe.csv"), runs_csv=str(runs_csv)) == 0
     out = capsys.readouterr().out

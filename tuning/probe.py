@@ -23,6 +23,7 @@ from absl import app, flags
 from gd_bottleneck import cli, data
 from gd_bottleneck.training import checkpoints, files
 from tuning import families, frontier
+from tuning.kept_results import kept_result
 
 RIDGE = 1.0
 FACTORS = ("hue", "stripe_angle", "stripe_period", "num_objects", "largest_x", "largest_y", "largest_size")
@@ -86,25 +87,10 @@ def probe_run(model_dir, images, targets, latents="sample"):
 
 
 def cached_probe(model_dir, latents, compute):
-    """The run's ``{factor: R^2}``, kept in ``model_dir/probe_<latents>.json`` once computed.
-
-    Why: a probe needs the run's checkpoint, which is not committed with the sweep's results (too large), so a
-    probe is computed once on the machine that trained the run and its small result kept beside ``results.json``.
-    The kept result names the run's step count (``results.json``'s ``steps``) and is used only while that is the
-    run's, so a run trained further (tuning.extend) is probed again. ``compute()`` runs when there is no such
-    result and the run has a checkpoint; returns None when it has neither."""
-    path = os.path.join(model_dir, f"probe_{latents}.json")
-    results = os.path.join(model_dir, "results.json")
-    steps = files.read_json(results)["steps"] if os.path.exists(results) else None
-    if os.path.exists(path):
-        kept = files.read_json(path)
-        if kept.get("steps") == steps:
-            return kept["r2"]
-    if not checkpoints.candidates(os.path.join(model_dir, "checkpoints")):
-        return None
-    r2 = compute()
-    files.write_json_atomically(path, {"latents": latents, "ridge": RIDGE, "steps": steps, "r2": r2})
-    return r2
+    """The run's ``{factor: R^2}``, kept in ``model_dir/probe_<latents>.json`` (:func:`kept_result`): a probe needs
+    the run's checkpoint, which is not committed. ``compute()`` runs when there is no such result for the run's
+    current step count and the run has a checkpoint; returns None when it has neither."""
+    return kept_result(model_dir, f"probe_{latents}", compute, latents=latents, ridge=RIDGE)
 
 
 def probe_folder(model_dir, latents="sample", inputs=None):
