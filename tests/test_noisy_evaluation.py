@@ -52,5 +52,12 @@ def test_kept_result_computes_once_per_step_count(tmp_path):
     assert kept_results.kept_result(str(folder), "thing", lambda: calls.append(1) or 2.5) == 1.5
     assert calls == [1]
     assert files.read_json(str(folder / "thing.json")) == {"note": "x", "steps": 10, "result": 1.5}
+    (folder / "checkpoints" / "ckpt-20.index").write_bytes(b"")  # being trained further: not computed meanwhile
+    assert kept_results.kept_result(str(folder), "thing", lambda: calls.append(1) or 2.5) == 1.5
     files.write_json_atomically(str(folder / "results.json"), {"steps": 20})  # trained further: computed again
     assert kept_results.kept_result(str(folder), "thing", lambda: calls.append(1) or 2.5) == 2.5
+    (folder / "checkpoints" / "ckpt-30.index").write_bytes(b"")
+    files.write_json_atomically(str(folder / "results.json"), {"steps": 30})
+    os.remove(folder / "thing.json")
+    os.rename(folder / "checkpoints" / "ckpt-30.index", folder / "checkpoints" / "ckpt-25.index")
+    assert kept_results.kept_result(str(folder), "thing", lambda: pytest.fail("not of the results' step")) is None

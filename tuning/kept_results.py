@@ -14,7 +14,8 @@ from gd_bottleneck.training import checkpoints, files
 
 def kept_result(model_dir, name, compute, **details):
     """The result kept in ``model_dir/<name>.json`` for the run's current step count, else ``compute()`` (kept with
-    ``details``) when the run has a checkpoint, else None."""
+    ``details``) when the run's newest checkpoint is of that step, else None (no checkpoint, or the run is being
+    trained further: its checkpoints are already past its results.json)."""
     path = os.path.join(model_dir, f"{name}.json")
     results = os.path.join(model_dir, "results.json")
     steps = files.read_json(results)["steps"] if os.path.exists(results) else None
@@ -22,8 +23,9 @@ def kept_result(model_dir, name, compute, **details):
         kept = files.read_json(path)
         if kept.get("steps") == steps:
             return kept["result"]
-    if not checkpoints.candidates(os.path.join(model_dir, "checkpoints")):
-        return None
+    newest = checkpoints.candidates(os.path.join(model_dir, "checkpoints"))
+    if not newest or checkpoints.step_of(newest[0]) != steps:
+        return None  # no checkpoint, or one of a run being trained further than its results.json
     result = compute()
     files.write_json_atomically(path, {**details, "steps": steps, "result": result})
     return result

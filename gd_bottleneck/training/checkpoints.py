@@ -46,7 +46,8 @@ def restore(checkpoint, path, partial=False):
     (status.expect_partial() if partial else status).assert_existing_objects_matched()
 
 
-def _step(prefix):
+def step_of(prefix):
+    """The training step a checkpoint prefix (``.../ckpt-<step>``) was saved at; -1 if it names none."""
     match = re.search(r"-(\d+)$", prefix)
     return int(match.group(1)) if match else -1
 
@@ -62,7 +63,7 @@ def candidates(directory):
     except (tf.errors.OpError, ValueError):  # a damaged index file: fall back to the files on disk
         pass
     on_disk = [path[:-len(".index")] for path in glob.glob(os.path.join(glob.escape(directory), "ckpt-*.index"))]
-    return sorted(set(listed) | set(on_disk), key=_step, reverse=True)
+    return sorted(set(listed) | set(on_disk), key=step_of, reverse=True)
 
 
 def remove_unfinished_saves(directory, failed_step=None):
@@ -121,7 +122,7 @@ def _quarantine(directory, damaged, found, intact):
         for path in glob.glob(glob.escape(prefix) + ".*"):
             os.replace(path, os.path.join(target, os.path.basename(path)))
     kept = [os.path.basename(prefix) for prefix in reversed(found)
-            if prefix not in damaged and _step(prefix) <= _step(intact)]
+            if prefix not in damaged and step_of(prefix) <= step_of(intact)]
     # Relative names, as tf.train.CheckpointManager writes them, so the run folder can still be moved.
     state = tf.compat.v1.train.generate_checkpoint_state_proto(os.path.abspath(directory), os.path.basename(intact),
                                                                 all_model_checkpoint_paths=kept)
