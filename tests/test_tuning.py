@@ -556,6 +556,9 @@ def test_convergence_compares_the_end_with_the_point_nearest_three_quarters(tmp_
     assert convergence.convergence_of(str(tmp_path), tolerance=0.005)["converged"] is False
     empty = convergence.convergence_of(str(tmp_path / "no_run"))  # no curve: undecided, not converged
     assert empty["converged"] is None and math.isnan(empty["improvement_last_quarter_bpd"])
+    # The run's results.json is of step 400 (later points: an extension still running): 75% of 400 is 300.
+    files.write_json_atomically(str(tmp_path / "results.json"), {"steps": 400})
+    assert convergence.convergence_of(str(tmp_path))["improvement_last_quarter_bpd"] == pytest.approx(0.05)
 
 
 def test_mean_ci_is_the_student_t_interval():

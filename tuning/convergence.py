@@ -11,6 +11,7 @@ the criterion).
 import math
 import os
 
+from gd_bottleneck.training import files
 from gd_bottleneck.training.callbacks import read_curve
 
 TOLERANCE_BPD = 0.02
@@ -32,8 +33,16 @@ def last_quarter_improvement(curve):
 
 def convergence_of(model_dir, tolerance=TOLERANCE_BPD):
     """``{"improvement_last_quarter_bpd", "converged", "kl_change_last_quarter_bpd"}`` of the run in ``model_dir``
-    (``converged`` is None without a curve of at least two points)."""
+    (``converged`` is None without a curve of at least two points).
+
+    Only the curve up to the step of the run's ``results.json`` counts (when it has one): a run being trained further
+    (tuning.extend), or whose extension was interrupted, already has later points, which belong to a result not yet
+    written."""
     curve = read_curve(os.path.join(model_dir, "curve.jsonl"))
+    results = os.path.join(model_dir, "results.json")
+    if os.path.exists(results):
+        steps = files.read_json(results)["steps"]
+        curve = [point for point in curve if point["step"] <= steps]
     improvement = last_quarter_improvement(curve)
     return {"improvement_last_quarter_bpd": improvement,
             "converged": None if math.isnan(improvement) else bool(improvement < tolerance),
