@@ -61,3 +61,22 @@ def test_kept_result_computes_once_per_step_count(tmp_path):
     os.remove(folder / "thing.json")
     os.rename(folder / "checkpoints" / "ckpt-30.index", folder / "checkpoints" / "ckpt-25.index")
     assert kept_results.kept_result(str(folder), "thing", lambda: pytest.fail("not of the results' step")) is None
+
+
+def test_settings_are_averaged_and_gd_with_noise_is_paired_with_vb_seed_by_seed():
+    def row(kind, strength, seed, kl, noise_free, noisy):
+        return {"kind": kind, "strength": strength, "seed": seed, "kl_bpd": kl, "noise_free_elbo_bpd": noise_free,
+                "noisy_elbo_bpd": noisy}
+
+    rows = [row("gaussian_dropout", 0.9, 0, 0.2, 6.0, 5.5), row("gaussian_dropout", 0.9, 1, 0.3, 6.2, 5.7),
+            row("variational", 1.0, 0, 0.1, 5.8, 5.9), row("variational", 1.0, 1, 0.2, 5.9, 6.0),
+            row("variational", 0.3, 2, 0.2, 5.0, 5.1)]  # no seed shared with GD: no pair
+    means = {(m["kind"], m["strength"]): m for m in noisy_evaluation.setting_means(rows)}
+    assert means[("gaussian_dropout", 0.9)]["noisy_elbo_bpd_mean"] == pytest.approx(5.6)
+    assert means[("gaussian_dropout", 0.9)]["n"] == 2 and np.isnan(means[("variational", 0.3)]["kl_bpd_ci95"])
+    (pair,) = noisy_evaluation.noisy_gd_against_vb(rows)
+    # GD's noisy ELBO against VB's noise-free one: 5.5 - 5.8 and 5.7 - 5.9; t(1) interval of (-0.3, -0.2)
+    assert (pair["gd_rate"], pair["vb_beta"], pair["seeds"]) == (0.9, 1.0, 2)
+    assert pair["elbo_bpd_diff_mean"] == pytest.approx(-0.25)
+    assert pair["elbo_bpd_diff_ci95"] == pytest.approx(12.706 * 0.05 / np.sqrt(2) * np.sqrt(2), rel=1e-3)
+    assert pair["kl_bpd_diff_mean"] == pytest.approx(0.1) and pair["kl_bpd_diff_ci95"] == pytest.approx(0.0)

@@ -29,6 +29,7 @@ from gd_bottleneck import cli, data
 from gd_bottleneck.training import checkpoints, files
 from tuning import families, frontier
 from tuning.kept_results import kept_result
+from tuning.statistics import GD, VB, mean_ci
 
 FLAGS = flags.FLAGS
 
@@ -85,6 +86,44 @@ def evaluate_folder(model_dir, draws, inputs=None):
     return kept_result(model_dir, "noisy_evaluation", compute)
 
 
+def setting_means(rows):
+    """Per setting: the number of runs, and mean and 95% t-interval half-width of KL and of both ELBOs."""
+    settings = {}
+    for row in rows:
+        settings.setdefault((row["kind"], row["strength"]), []).append(row)
+    table = []
+    for (kind, strength), members in settings.items():
+        entry = {"kind": kind, "strength": strength, "n": len(members)}
+        for name in ("kl_bpd", "noise_free_elbo_bpd", "noisy_elbo_bpd"):
+            entry[f"{name}_mean"], entry[f"{name}_ci95"] = mean_ci([member[name] for member in members])
+        table.append(entry)
+    return table
+
+
+def noisy_gd_against_vb(rows, min_seeds=2):
+    """Each GD setting evaluated with its noise against each VB setting evaluated as the paper does (its mean), seed
+    by seed over the seeds both have (at least ``min_seeds``): mean and 95% t-interval half-width of the
+    differences GD - VB of ELBO (< 0: GD better) and of KL (> 0: GD carries more). Each side is scored by the valid
+    bound that is better for it: a noisy decoder is a proper model (its per-pixel distribution averages over the
+    noise), and one noise draw per pixel bounds its likelihood from below."""
+    by_setting = {}
+    for row in rows:
+        by_setting.setdefault((row["kind"], row["strength"]), {})[row["seed"]] = row
+    pairs = []
+    for (kind, rate), gd in sorted(by_setting.items()):
+        if kind != GD:
+            continue
+        for (other, beta), vb in sorted(by_setting.items()):
+            seeds = sorted(set(gd) & set(vb))
+            if other != VB or len(seeds) < min_seeds:
+                continue
+            elbo = mean_ci([gd[seed]["noisy_elbo_bpd"] - vb[seed]["noise_free_elbo_bpd"] for seed in seeds])
+            kl = mean_ci([gd[seed]["kl_bpd"] - vb[seed]["kl_bpd"] for seed in seeds])
+            pairs.append({"gd_rate": rate, "vb_beta": beta, "seeds": len(seeds), "elbo_bpd_diff_mean": elbo[0],
+                          "elbo_bpd_diff_ci95": elbo[1], "kl_bpd_diff_mean": kl[0], "kl_bpd_diff_ci95": kl[1]})
+    return pairs
+
+
 def evaluate(paths, draws=2, csv_path=None):
     """Evaluates every run under ``paths`` that has a bottleneck (kept result or checkpoint); prints per-run and
     per-setting tables and writes the per-run CSV. Returns the per-run rows."""
@@ -110,6 +149,14 @@ def evaluate(paths, draws=2, csv_path=None):
     print("Test ELBO (bits/dim) without the bottleneck's noise (the paper's evaluation; elbo_bpd: results.json) "
           "and with it (noisy: the decoder as trained)")
     print(frontier.format_table(rows, list(rows[0])))
+    means = setting_means(rows)
+    print("\nPer setting (mean and 95% t-interval half-width over the seeds evaluated)")
+    print(frontier.format_table(means, list(means[0])))
+    pairs = noisy_gd_against_vb(rows)
+    if pairs:
+        print("\nGD with its noise against VB at its mean, seed by seed (GD - VB; ELBO < 0: GD better; KL > 0: GD "
+              "carries more)")
+        print(frontier.format_table(pairs, list(pairs[0])))
     if csv_path:
         frontier.write_csv(rows, csv_path)
     return rows
