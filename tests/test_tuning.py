@@ -450,8 +450,13 @@ def test_probe_reads_kept_results_and_leaves_out_runs_it_cannot_probe(tmp_path, 
         probe.probe([str(tmp_path / "c")])
     # The search's --probe_latents hook reads the same kept results (and would compute missing ones).
     from tuning import search as search_cli
-    assert search_cli.probe_after_trial(None) is None
-    assert search_cli.probe_after_trial("sample")(str(tmp_path / "a")) == "probe R^2 hue 0.200, largest_x -0.200"
+    assert search_cli.after_trial_hook(None) is None
+    assert search_cli.after_trial_hook("sample")(str(tmp_path / "a")) == "probe R^2 hue 0.200, largest_x -0.200"
+    files.write_json_atomically(str(tmp_path / "a" / "noisy_evaluation.json"), {"steps": 10, "result": {
+        "noise_free_elbo_bpd": 5.0, "noisy_elbo_bpd": 4.5, "draws": 2}})
+    assert search_cli.after_trial_hook("sample", 2)(str(tmp_path / "a")) == (
+        "probe R^2 hue 0.200, largest_x -0.200; test ELBO noise off 5.0000, with the bottleneck's noise 4.5000 bits/dim")
+    assert search_cli.after_trial_hook(None, 2)(str(tmp_path / "c")) == "no checkpoint to evaluate"
 
 
 # --- distributed search: KerasTuner's chief/worker mode with real tiny trials ---

@@ -20,7 +20,7 @@ from absl import app, flags, logging
 
 from gd_bottleneck import cli
 from trainers import run_flags
-from tuning import objectives, probe, space
+from tuning import noisy_evaluation, objectives, probe, space
 from tuning.hypermodel import TrainerHyperModel
 from tuning.tuner import TUNERS, TrainerTuner, make_oracle, trial_rows
 
@@ -45,6 +45,9 @@ flags.DEFINE_integer("max_consecutive_failed_trials", 3, "Stop the search after 
 flags.DEFINE_enum("probe_latents", None, list(probe.LATENTS), "After each trial, probe what its latents carry "
                   "(tuning.probe, shapes datasets only) and keep the result in the run folder as "
                   "probe_<latents>.json: the checkpoints a probe needs are not kept with a sweep's results.")
+flags.DEFINE_integer("noisy_evaluation_draws", 0, "After each trial, also score its test ELBO with the bottleneck's "
+                     "noise kept, averaged over this many draws (tuning.noisy_evaluation), kept in the run folder as "
+                     "noisy_evaluation.json; 0: not done.", lower_bound=0)
 flags.DEFINE_bool("leave_when_idle", False, "A worker leaves when the oracle has no new trial for it (a grid whose "
                   "last trials other workers run) instead of waiting; tuning/run_figure2.sh uses it so that each "
                   "core moves on to the next search.")
@@ -72,21 +75,30 @@ def tuner_from_flags(write=print):
         raise ValueError("Flag `--objective_split=validation` needs --validation_examples > 0.")
     oracle = make_oracle(FLAGS.tuner, goal.keras_tuner_objective, FLAGS.max_trials, FLAGS.seed, FLAGS.max_epochs,
                          FLAGS.hyperband_factor, FLAGS.max_consecutive_failed_trials)
-    return TrainerTuner(hypermodel, goal, oracle, write=write, after_trial=probe_after_trial(FLAGS.probe_latents),
+    return TrainerTuner(hypermodel, goal, oracle, write=write, after_trial=after_trial_hook(FLAGS.probe_latents, FLAGS.noisy_evaluation_draws),
                         leave_when_idle=FLAGS.leave_when_idle, directory=FLAGS.directory, project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
 
 
-def probe_after_trial(latents):
-    """The tuner's ``after_trial`` for ``--probe_latents`` (None without it): probes the run, returns a summary."""
-    if not latents:
+def after_trial_hook(latents, noisy_draws=0):
+    """The tuner's ``after_trial`` (None when neither is asked for): ``--probe_latents`` probes the run and
+    ``--noisy_evaluation_draws`` scores it with the bottleneck's noise, each kept in the run folder while its
+    checkpoint is on this machine; returns a summary line."""
+    if not latents and not noisy_draws:
         return None
-    inputs = {}  # the test split, loaded once per worker
+    inputs, test_images = {}, {}  # the test split, loaded once per worker (with its factors, for the probe)
 
     def after_trial(model_dir):
-        r2 = probe.probe_folder(model_dir, latents, inputs)
-        if r2 is None:
-            return "no checkpoint to probe"
-        return "probe R^2 " + ", ".join(f"{name} {value:.3f}" for name, value in r2.items())
+        notes = []
+        if latents:
+            r2 = probe.probe_folder(model_dir, latents, inputs)
+            notes.append("no checkpoint to probe" if r2 is None else
+                         "probe R^2 " + ", ".join(f"{name} {value:.3f}" for name, value in r2.items()))
+        if noisy_draws:
+            scores = noisy_evaluation.evaluate_folder(model_dir, noisy_draws, test_images)
+            notes.append("no checkpoint to evaluate" if scores is None else
+                         f"test ELBO noise off {scores['noise_free_elbo_bpd']:.4f}, with the bottleneck's noise "
+                         f"{scores['noisy_elbo_bpd']:.4f} bits/dim")
+        return "; ".join(notes)
 
     return after_trial
 
