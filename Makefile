@@ -42,7 +42,8 @@ figure2-report: $(STAMP)
 		--out results/figure2/curves.png
 	$(PY) -m tuning.extend --list $(wildcard results/figure2/search results/figure2/search_extension) \
 		> results/figure2/extended_runs.txt
-	$(PY) -m tuning.noisy_evaluation $(wildcard results/figure2/search results/figure2/search_extension) \
+	$(PY) -m tuning.noisy_evaluation $(wildcard results/figure2/search results/figure2/search_extension \
+		results/figure2/search_rescore) \
 		--csv results/figure2/noisy_evaluation.csv > results/figure2/noisy_evaluation.txt
 
 # Figure 3's grids (samples, and rows sharing z) from the sweep's finished seed-0 runs that still have checkpoints.

@@ -141,7 +141,7 @@ def evaluate(paths, draws=2, csv_path=None):
                      "elbo_bpd": record["elbo_bpd"], "noise_free_elbo_bpd": result["noise_free_elbo_bpd"],
                      "noisy_elbo_bpd": result["noisy_elbo_bpd"],
                      "noisy_minus_noise_free_bpd": result["noisy_elbo_bpd"] - result["noise_free_elbo_bpd"],
-                     "kl_bpd": record["kl_bpd"]})
+                     "kl_bpd": record["kl_bpd"], "run": model_dir})
     if not rows:
         raise app.UsageError(f"No run with a bottleneck under {paths} has a kept result or a checkpoint.")
     order = list(families.names())

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Figure 2 sweep as distributed KerasTuner searches on one machine, one search per flag file: the main grid
-# (tuning/figure2.flags), then its extension to stronger bottlenecks (tuning/figure2_extension.flags). Every search
+# (tuning/figure2.flags), its extension to stronger bottlenecks (tuning/figure2_extension.flags), then the reruns of
+# two settings' lost seeds for the noisy evaluation (tuning/figure2_rescore.flags). Every search
 # has a chief that serves its oracle (each on its own port); each CPU core runs one worker, pinned to it (small models
 # use one core better than two processes sharing both), through the searches in turn: a core whose worker finds no
 # trial left in one search moves on to the next instead of idling until the other cores' last runs end.
@@ -15,8 +16,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 WORKERS=${WORKERS:-2}
 FIRST_PORT=${PORT:-8471}
-SEARCHES=(tuning/figure2.flags tuning/figure2_extension.flags)
-RUNS=(results/figure2/search results/figure2/search_extension)  # the searches' folders (--directory/--project_name)
+SEARCHES=(tuning/figure2.flags tuning/figure2_extension.flags tuning/figure2_rescore.flags)
+RUNS=(results/figure2/search results/figure2/search_extension results/figure2/search_rescore)  # their folders
 mkdir -p runs/figure2
 export KERASTUNER_ORACLE_IP=127.0.0.1
 chiefs=()
