@@ -225,6 +225,25 @@ def test_a_worker_that_may_leave_when_idle_ends_its_search_instead_of_waiting(tm
     assert oracle.tuner_ids == {"tuner0", "tuner1"} and oracle_chief.exit_chief(oracle)
 
 
+def test_a_worker_that_may_leave_when_idle_leaves_a_search_whose_chief_has_ended(tmp_path, monkeypatch, capsys):
+    # The chief of a finished search ends at once; a worker coming late must not wait an hour for it.
+    from keras_tuner.src.distribute import oracle_client
+
+    from tuning import search as search_cli
+    monkeypatch.setattr(oracle_client, "TIMEOUT", oracle_client.TIMEOUT)  # restored after the test
+    monkeypatch.setattr(tuner, "LEAVER_ORACLE_TIMEOUT_S", 3)
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(free_port()))  # nobody serves it
+    with flagsaver.flagsaver():
+        flags.FLAGS(["search", f"--directory={tmp_path}", "--project_name=late", "--tuner=grid", "--leave_when_idle",
+                     "--tune_bottleneck=gaussian_dropout", "--tune_dropout_rate=0.1,0.2"])
+        started = time.monotonic()
+        assert search_cli.main(["search"]) is None
+    assert time.monotonic() - started < 60
+    assert "did not answer within 3 s: its search has ended; leaving it." in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("kind", ["random", "bayesian"])
 def test_random_and_bayesian_search_sample_inside_the_ranges(tmp_path, monkeypatch, kind):
     goal = objectives.Objectives("elbo_bpd_at_kl", min_kl_bpd=0.03)

@@ -15,6 +15,7 @@ chief, unique ids such as ``tuner0`` for workers); the chief only serves the ora
 import os
 import sys
 
+import grpc
 import keras_tuner as kt
 from absl import app, flags, logging
 
@@ -22,6 +23,7 @@ from gd_bottleneck import cli
 from trainers import run_flags
 from tuning import noisy_evaluation, objectives, probe, space
 from tuning.hypermodel import TrainerHyperModel
+from tuning import tuner as tuner_module
 from tuning.tuner import TUNERS, TrainerTuner, make_oracle, trial_rows
 
 FLAGS = flags.FLAGS
@@ -138,6 +140,12 @@ def main(argv):
     except kt.errors.FatalError as error:  # the trainer's SIGTERM/SIGINT message: the trial has a checkpoint
         print(error, file=sys.stderr)
         sys.exit(130)
+    except grpc.RpcError as error:  # a worker whose chief does not answer (see tuner._give_up_on_an_ended_chief)
+        if not (FLAGS.leave_when_idle and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise
+        print(f"The chief of {FLAGS.directory}/{FLAGS.project_name} did not answer within "
+              f"{tuner_module.LEAVER_ORACLE_TIMEOUT_S} s: its search has ended; leaving it.", flush=True)
+        return
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # workers leave the report to the chief
         report(tuner)
 

@@ -36,6 +36,8 @@ class TrainerTuner(kt.engine.base_tuner.BaseTuner):
         self.objectives = objectives
         self.write = write
         self.after_trial = after_trial
+        if leave_when_idle:
+            _give_up_on_an_ended_chief()
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
         if leave_when_idle:  # self.oracle is now what this process asks: the oracle, or a worker's client of it
             self.oracle.create_trial = functools.partial(_create_trial_or_leave, self.oracle.create_trial, write)
@@ -145,6 +147,22 @@ def _create_trial_or_leave(create_trial, write, tuner_id):
         write(f"{tuner_id}: no new trial while others run; leaving this search.", flush=True)
         trial.status = kt.engine.trial.TrialStatus.STOPPED
     return trial
+
+
+# How long a worker that leaves when idle waits for its chief to answer (KerasTuner waits up to an hour).
+LEAVER_ORACLE_TIMEOUT_S = 120
+
+
+def _give_up_on_an_ended_chief():
+    """Makes this worker's calls to the chief fail after :data:`LEAVER_ORACLE_TIMEOUT_S` instead of an hour.
+
+    Why: a chief started with leave_when_idle ends as soon as its search is over (below), so a worker that comes to
+    a finished search late (it was still busy with an earlier search) finds no chief, and KerasTuner 1.4.8's client
+    would wait an hour for one (``oracle_client.TIMEOUT``). The chief answers every call at once while it lives, so
+    only an ended (or not yet started) chief takes longer; tuning.search reports the timeout and leaves."""
+    from keras_tuner.src.distribute import oracle_client
+
+    oracle_client.TIMEOUT = LEAVER_ORACLE_TIMEOUT_S
 
 
 def _let_the_chief_end_without_leavers():
