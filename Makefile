@@ -42,6 +42,8 @@ figure2-report: $(STAMP)
 		--out results/figure2/curves.png
 	$(PY) -m tuning.extend --list $(wildcard results/figure2/search results/figure2/search_extension) \
 		> results/figure2/extended_runs.txt
+	$(PY) -m tuning.probe $(wildcard results/figure2/search results/figure2/search_extension) \
+		--csv results/figure2/probe.csv --runs_csv results/figure2/probe_runs.csv > results/figure2/probe.txt
 	$(PY) -m tuning.noisy_evaluation $(wildcard results/figure2/search results/figure2/search_extension \
 		results/figure2/search_rescore) \
 		--csv results/figure2/noisy_evaluation.csv > results/figure2/noisy_evaluation.txt
