@@ -55,17 +55,15 @@ def bottleneck_noise_at_test(model):
 def test_elbos(model, images, batch_size, draws):
     """``(noise_free, noisy)`` mean test ELBO in bits/dim over ``images``, in the evaluation's batches (its z draw
     is keyed by the batch size); ``noisy`` averages ``draws`` passes with the bottleneck's noise."""
-    elbo = tf.function(lambda batch: model.elbo(batch)["elbo_bpd"])
-
-    def mean_elbo():
+    def mean_elbo(elbo):
         values = [elbo(tf.constant(images[start:start + batch_size])).numpy()
                   for start in range(0, len(images), batch_size)]
         return float(np.mean(np.concatenate(values)))
 
-    noise_free = mean_elbo()
+    noise_free = mean_elbo(tf.function(lambda batch: model.elbo(batch)["elbo_bpd"]))
     with bottleneck_noise_at_test(model):
-        elbo = tf.function(lambda batch: model.elbo(batch)["elbo_bpd"])  # traced again, with the noise
-        noisy = float(np.mean([mean_elbo() for _ in range(draws)]))
+        noisy_elbo = tf.function(lambda batch: model.elbo(batch)["elbo_bpd"])  # traced inside: with the noise
+        noisy = float(np.mean([mean_elbo(noisy_elbo) for _ in range(draws)]))
     return noise_free, noisy
 
 
