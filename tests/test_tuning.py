@@ -16,6 +16,7 @@ import types
 import keras_tuner as kt
 from absl import app, flags
 from absl.testing import flagsaver
+import grpc
 import numpy as np
 import pytest
 
@@ -242,6 +243,32 @@ def test_a_worker_that_may_leave_when_idle_leaves_a_search_whose_chief_has_ended
         assert search_cli.main(["search"]) is None
     assert time.monotonic() - started < 60
     assert "did not answer within 3 s: its search has ended; leaving it." in capsys.readouterr().out
+
+
+class _ClosedConnection(grpc.RpcError):
+    """What KerasTuner's client raises when the chief closes the socket during a call."""
+
+    def code(self):
+        return grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("leave_when_idle", [True, False])
+def test_a_chief_that_closes_the_connection_ends_a_leaver_only(tmp_path, monkeypatch, capsys, leave_when_idle):
+    from tuning import search as search_cli
+
+    def closing_search():
+        raise _ClosedConnection()
+
+    monkeypatch.setattr(search_cli, "tuner_from_flags", lambda: types.SimpleNamespace(search=closing_search))
+    with flagsaver.flagsaver():
+        flags.FLAGS(["search", f"--directory={tmp_path}", "--project_name=closed", "--tuner=grid",
+                     f"--leave_when_idle={leave_when_idle}", "--tune_bottleneck=gaussian_dropout"])
+        if leave_when_idle:
+            assert search_cli.main(["search"]) is None
+            assert "closed the connection: its search has ended; leaving it." in capsys.readouterr().out
+        else:
+            with pytest.raises(_ClosedConnection):
+                search_cli.main(["search"])
 
 
 @pytest.mark.parametrize("kind", ["random", "bayesian"])

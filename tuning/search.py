@@ -140,11 +140,15 @@ def main(argv):
     except kt.errors.FatalError as error:  # the trainer's SIGTERM/SIGINT message: the trial has a checkpoint
         print(error, file=sys.stderr)
         sys.exit(130)
-    except grpc.RpcError as error:  # a worker whose chief does not answer (see tuner._give_up_on_an_ended_chief)
-        if not (FLAGS.leave_when_idle and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED):
+    except grpc.RpcError as error:  # a worker whose chief has ended (see tuner._give_up_on_an_ended_chief)
+        # No chief: the call times out. A chief that ends while it answers (its search just finished) closes the
+        # connection: UNAVAILABLE.
+        ended = {grpc.StatusCode.DEADLINE_EXCEEDED: f"did not answer within {tuner_module.LEAVER_ORACLE_TIMEOUT_S} s",
+                 grpc.StatusCode.UNAVAILABLE: "closed the connection"}.get(error.code())
+        if not (FLAGS.leave_when_idle and ended):
             raise
-        print(f"The chief of {FLAGS.directory}/{FLAGS.project_name} did not answer within "
-              f"{tuner_module.LEAVER_ORACLE_TIMEOUT_S} s: its search has ended; leaving it.", flush=True)
+        print(f"The chief of {FLAGS.directory}/{FLAGS.project_name} {ended}: its search has ended; leaving it.",
+              flush=True)
         return
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # workers leave the report to the chief
         report(tuner)
