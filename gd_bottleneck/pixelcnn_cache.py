@@ -59,7 +59,8 @@ class IncrementalPixelCNN:
         condition: the decoded tensor u, ``[B, H, W, Cu]`` (computed once per image).
 
     Use: ``state = initial_state()``; for each pixel in raster order: ``start_row`` when c == 0, then
-    ``output(state, r, c) -> (v [B, 1, 1, output_dim], state)``, then ``set_pixel`` with the drawn pixel.
+    ``output(state, r, c, deepest_stage(r, c)) -> (v [B, 1, 1, output_dim], state)``, then ``set_pixel`` with the
+    drawn pixel.
     ``output`` and ``set_pixel`` change only the entries named in :attr:`PIXEL_KEYS`.
     """
 
@@ -173,19 +174,36 @@ class IncrementalPixelCNN:
 
     # ------------------------------------------------------------------ pixel mode: the ul stream
 
-    def output(self, state, row, col):
-        """v at pixel (row, col): ``([B, 1, 1, output_dim], state)``. Needs rows above and pixels left drawn."""
+    @property
+    def pixels_per_group(self):
+        """2^(stages - 1): the period, along a row, of the pattern of stages that run at a pixel."""
+        return 2 ** (self.s - 1)
+
+    def deepest_stage(self, row, col):
+        """The coarsest stage that runs at pixel (row, col): the largest ``t < stages`` with ``2^t`` dividing both.
+        Python ints give a Python int (the sampler's static schedule), tensors a tensor."""
+        if isinstance(row, int) and isinstance(col, int):
+            return max(t for t in range(self.s) if row % 2**t == 0 and col % 2**t == 0)
+        divides = [tf.cast(tf.logical_and(row % 2**t == 0, col % 2**t == 0), tf.int32) for t in range(1, self.s)]
+        return tf.add_n(divides) if divides else tf.constant(0)
+
+    def output(self, state, row, col, deepest):
+        """v at pixel (row, col): ``([B, 1, 1, output_dim], state)``. Needs rows above and pixels left drawn.
+
+        ``deepest`` is :meth:`deepest_stage` of the pixel as a Python int: the stages that run are written out
+        for it, with no condition in the graph (each tensor through a ``tf.cond`` costs ops at every pixel)."""
         state = _copied(state)
         x, net = state["x"], self.net
         from_above = crop(state["ul_first_row"], columns=(col, 1))
         # pixels (row-1, col-1) and (row, col-1)
         from_left = net.first_column_left.on_window(crop(x, rows=(row, 2), columns=(col, 1)))
         ul = from_above + tf.where(col > 0, from_left, 0.0)
-        state, ul = self._pixel_stage(state, 0, row, col, ul)
+        state, ul = self._pixel_stage(state, 0, row, col, ul, deepest)
         return net.output_head(tf.nn.elu(ul)), state
 
-    def _pixel_stage(self, state, stage, row, col, ul):
-        """Stage ``stage`` at (row, col) // 2**stage; ``ul`` is its first up-pass entry ``[B, 1, 1, F]``."""
+    def _pixel_stage(self, state, stage, row, col, ul, deepest):
+        """Stage ``stage`` at (row, col) // 2**stage; ``ul`` is its first up-pass entry ``[B, 1, 1, F]``; stages up
+        to ``deepest`` run at this pixel."""
         net = self.net
         stage_row, stage_col = row // 2**stage, col // 2**stage
         pixel = lambda t: crop(t, columns=(stage_col, 1))  # noqa: E731  a row value at this column
@@ -200,16 +218,8 @@ class IncrementalPixelCNN:
             downsample = net.downsample_ul[stage]
             window, state["downsample_ul"][stage] = downsample.pixel_window(state["downsample_ul"][stage],
                                                                             stage_col, entries[-1])
-            deeper = tf.logical_and(row % 2 ** (stage + 1) == 0, col % 2 ** (stage + 1) == 0)
-
-            def run_deeper():
-                inner, _ = self._pixel_stage(_copied(state), stage + 1, row, col, downsample.on_window(window))
-                return {key: inner[key] for key in self.PIXEL_KEYS}
-
-            # Only what a pixel step changes goes through the condition (each tensor through it costs ops).
-            changed = tf.cond(deeper, run_deeper, lambda: {key: list(state[key]) if isinstance(state[key], list)
-                                                             else state[key] for key in self.PIXEL_KEYS})
-            state = {**state, **changed}
+            if stage < deepest:
+                state, _ = self._pixel_stage(state, stage + 1, row, col, downsample.on_window(window), deepest)
             coarse = crop(state["down_ul_final"][stage][:, tf.newaxis], columns=(stage_col // 2, 1))
             block = net.upsample_ul[stage](coarse)  # [B, 2, 2, F]: the 4 positions this coarse pixel writes
             ul = crop(block, rows=(stage_row % 2, 1), columns=(stage_col % 2, 1))
