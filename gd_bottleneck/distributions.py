@@ -34,6 +34,16 @@ def conditioning_pairs(num_channels):
     return [(source, target) for target in range(num_channels) for source in range(target)]
 
 
+def gumbel_noise(uniforms):
+    """``-log(-log(u))``: standard Gumbel noise from uniforms in (0, 1) (the Gumbel-max trick's)."""
+    return -tf.math.log(-tf.math.log(uniforms))
+
+
+def logistic_noise(uniforms):
+    """``log(u) - log(1 - u)``: standard logistic noise from uniforms in (0, 1) (the inverse logistic CDF)."""
+    return tf.math.log(uniforms) - tf.math.log1p(-uniforms)
+
+
 def _log1mexp(width, log_width):
     """``log(1 - exp(-d))`` for ``d > 0``, accurate at both ends and with finite gradients in every branch.
 
@@ -135,8 +145,12 @@ class DiscretizedLogisticMixture(tfd.Distribution):
                 f"components. Received shape {params.shape}.")
         k, c, p = width // per_component, num_channels, num_channels * (num_channels - 1) // 2
         logits, locs, log_scales, coeffs = tf.split(params, [k, k * c, k * c, k * p], axis=-1)
-        batch = tf.shape(params)[:-1]
-        to_components = lambda t, n: tf.reshape(t, tf.concat([batch, [k, n]], axis=0))
+        leading = params.shape[:-1]
+        if sum(size is None for size in leading) <= 1:  # a static target shape: no shape ops in the graph
+            to_components = lambda t, n: tf.reshape(t, [-1 if d is None else d for d in leading] + [k, n])  # noqa: E731
+        else:
+            batch = tf.shape(params)[:-1]
+            to_components = lambda t, n: tf.reshape(t, tf.concat([batch, [k, n]], axis=0))  # noqa: E731
         return cls(logits=logits,
                    locs=to_components(locs, c),
                    log_scales=tf.maximum(to_components(log_scales, c), LOG_SCALE_FLOOR),
@@ -231,24 +245,35 @@ class DiscretizedLogisticMixture(tfd.Distribution):
         in ``(0, 1)``; their leading shape must broadcast with the batch shape. Returns ``[..., C]`` floats with
         integer values in ``0..num_bins-1``, distributed exactly as ``prob`` says.
         """
-        component_uniforms = tf.convert_to_tensor(component_uniforms, self.dtype)
-        channel_uniforms = tf.convert_to_tensor(channel_uniforms, self.dtype)
-        gumbel = -tf.math.log(-tf.math.log(component_uniforms))
+        return self.sample_from_noise(gumbel_noise(tf.convert_to_tensor(component_uniforms, self.dtype)),
+                                      logistic_noise(tf.convert_to_tensor(channel_uniforms, self.dtype)))
+
+    def sample_from_noise(self, gumbel, logistic):
+        """:meth:`sample_from_uniforms` from the uniforms already transformed: ``gumbel [..., K]`` =
+        :func:`gumbel_noise` of the component uniforms, ``logistic [..., C]`` = :func:`logistic_noise` of the channel
+        uniforms. A sampler that draws one pixel at a time transforms all of its uniforms at once, up front, and
+        calls this per pixel: the transforms are ops that do not depend on the pixels drawn so far.
+
+        Written with few ops (one unstack per parameter instead of a slice per channel, the scales applied to all
+        channels at once), since a pixel-by-pixel sampler pays per op; only the channels' conditioning is serial.
+        """
+        gumbel = tf.convert_to_tensor(gumbel, self.dtype)
+        logistic = tf.convert_to_tensor(logistic, self.dtype)
         chosen = tf.one_hot(tf.argmax(self._logits + gumbel, axis=-1), self._num_components, dtype=self.dtype)
-        pick = lambda params: tf.reduce_sum(chosen[..., tf.newaxis] * params, axis=-2)  # [..., K, n] -> [..., n]
-        locs, log_scales = pick(self._locs), pick(self._log_scales)
-        coeffs = None if self._coeffs is None else pick(self._coeffs)
-        logistic = tf.math.log(channel_uniforms) - tf.math.log1p(-channel_uniforms)
+        chosen = chosen[..., tf.newaxis]
+        pick = lambda params: tf.reduce_sum(chosen * params, axis=-2)  # noqa: E731  [..., K, n] -> [..., n]
+        locs = tf.unstack(pick(self._locs), self._num_channels, axis=-1)
+        noise = tf.unstack(tf.exp(pick(self._log_scales)) * logistic, self._num_channels, axis=-1)
+        coeffs = [] if self._coeffs is None else tf.unstack(pick(self._coeffs), axis=-1)
+        pairs = conditioning_pairs(self._num_channels) if coeffs else []
         top = float(self._num_bins - 1)
         values, rescaled = [], []
         for channel in range(self._num_channels):
-            mean = locs[..., channel]
-            if coeffs is not None:
-                for index, (source, target) in enumerate(conditioning_pairs(self._num_channels)):
-                    if target == channel:
-                        mean = mean + coeffs[..., index] * rescaled[source]
-            continuous = mean + tf.exp(log_scales[..., channel]) * logistic[..., channel]
-            value = tf.clip_by_value(tf.floor((continuous + 1.0) * (top / 2.0) + 0.5), 0.0, top)
+            mean = locs[channel]
+            for index, (source, target) in enumerate(pairs):
+                if target == channel:
+                    mean = mean + coeffs[index] * rescaled[source]
+            value = tf.clip_by_value(tf.floor((mean + noise[channel] + 1.0) * (top / 2.0) + 0.5), 0.0, top)
             values.append(value)
             rescaled.append(self._rescale(value))
         return tf.stack(values, axis=-1)

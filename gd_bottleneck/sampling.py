@@ -2,7 +2,7 @@
 
 Pixels are drawn in raster order; at each pixel the model's (test-mode) mixture parameters are computed from the
 pixels drawn so far and from z, and the three colour channels are drawn in order through the mixture's channel
-conditioning (:meth:`DiscretizedLogisticMixture.sample_from_uniforms`).
+conditioning (:meth:`DiscretizedLogisticMixture.sample_from_noise`).
 
 Randomness is explicit and per image: image ``b`` of a request with ``seed`` uses the stream
 ``stateless_fold_in(seed, b)`` for its latent draw and for all of its pixels' uniforms, drawn up front. So the same
@@ -16,7 +16,7 @@ seed gives the same images whatever the batch size (image ``b`` of a batch of 4 
 import keras
 import tensorflow as tf
 
-from gd_bottleneck.distributions import DiscretizedLogisticMixture
+from gd_bottleneck.distributions import DiscretizedLogisticMixture, gumbel_noise, logistic_noise
 from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN, crop, write_pixel
 
 _LATENT, _COMPONENTS, _CHANNELS = 0, 1, 2  # sub-streams of an image's seed
@@ -66,9 +66,17 @@ def pixel_uniforms(model, seed, num_images):
             _per_image(seeds, _CHANNELS, [size, size, 3], uniform))
 
 
-def draw_pixel(params, component_uniforms, channel_uniforms):
-    """Samples one pixel per image from flat mixture parameters ``[B, P]``: ``[B, 3]`` float values 0..255."""
-    return DiscretizedLogisticMixture.from_params(params).sample_from_uniforms(component_uniforms, channel_uniforms)
+def pixel_noise(model, seed, num_images):
+    """:func:`pixel_uniforms` transformed for :meth:`DiscretizedLogisticMixture.sample_from_noise`: Gumbel noise
+    ``[B, H, W, K]`` and logistic noise ``[B, H, W, 3]``, every pixel's at once (not per pixel in the loop)."""
+    component_uniforms, channel_uniforms = pixel_uniforms(model, seed, num_images)
+    return gumbel_noise(component_uniforms), logistic_noise(channel_uniforms)
+
+
+def draw_pixel(params, gumbel, logistic):
+    """Samples one pixel per image from flat mixture parameters ``[B, P]`` and its noise (:func:`pixel_noise`):
+    ``[B, 3]`` float values 0..255."""
+    return DiscretizedLogisticMixture.from_params(params).sample_from_noise(gumbel, logistic)
 
 
 @tf.function(reduce_retracing=True)
@@ -76,12 +84,12 @@ def reference_samples(model, z, seed):
     """uint8 images ``[B, H, W, 3]`` drawn from p(x | z), one full network pass per pixel (H * W passes)."""
     size = model.config.image_size
     num_images = tf.shape(z)[0]
-    component_uniforms, channel_uniforms = pixel_uniforms(model, seed, num_images)
+    gumbel, logistic = pixel_noise(model, seed, num_images)
 
     def draw_next(index, images):
         row, col = index // size, index % size
         params = model.decode_params(z, images)[:, row, col]
-        pixel = draw_pixel(params, component_uniforms[:, row, col], channel_uniforms[:, row, col])
+        pixel = draw_pixel(params, gumbel[:, row, col], logistic[:, row, col])
         return index + 1, write_pixel(images, row, col, pixel)
 
     images = tf.zeros([num_images, size, size, 3], tf.float32)
@@ -89,8 +97,8 @@ def reference_samples(model, z, seed):
     return tf.cast(images, tf.uint8)
 
 
-def _draw_with_caches(model, u, component_uniforms, channel_uniforms):
-    """The cached generation loop: ``u [B, H, W, Cu]`` and the uniforms in, float images ``[B, H, W, 3]`` out.
+def _draw_with_caches(model, u, gumbel, logistic):
+    """The cached generation loop: ``u [B, H, W, Cu]`` and the pixels' noise in, float images ``[B, H, W, 3]`` out.
 
     Every slice keeps a static shape (``pixelcnn_cache.crop``): with dynamic shapes the same loop ran 3.5x slower
     (TensorFlow's graph optimizations need them). It also compiles with XLA, which on this CPU was no faster and
@@ -102,10 +110,10 @@ def _draw_with_caches(model, u, component_uniforms, channel_uniforms):
                                              for variable in model.variables]):
         # Every weight is read once here, and the loop body uses these tensors: a variable read inside the loop
         # would be one more op per layer and pixel (118 per pixel step for small()).
-        return _draw_loop(model, u, component_uniforms, channel_uniforms, size, num_images)
+        return _draw_loop(model, u, gumbel, logistic, size, num_images)
 
 
-def _draw_loop(model, u, component_uniforms, channel_uniforms, size, num_images):
+def _draw_loop(model, u, gumbel, logistic, size, num_images):
     """Rows in an outer loop, pixels in inner ones.
 
     Which stages of the network run at a pixel repeats along a row with period ``g = 2^(stages - 1)`` and depends
@@ -121,7 +129,7 @@ def _draw_loop(model, u, component_uniforms, channel_uniforms, size, num_images)
         v, after = network.output({**row_part, **pixel_part}, row, col, deepest)
         at = lambda t: crop(t, rows=(row, 1), columns=(col, 1))[:, 0, 0]  # noqa: E731
         params = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
-        pixel = draw_pixel(params[:, 0, 0], at(component_uniforms), at(channel_uniforms))
+        pixel = draw_pixel(params[:, 0, 0], at(gumbel), at(logistic))
         after = network.set_pixel(after, row, col, model.rescale(pixel))
         return {key: after[key] for key in network.PIXEL_KEYS}, write_pixel(images, row, col, pixel)
 
@@ -155,9 +163,9 @@ def _draw_loop(model, u, component_uniforms, channel_uniforms, size, num_images)
 @tf.function(reduce_retracing=True)
 def cached_samples(model, z, seed):
     """uint8 images ``[B, H, W, 3]`` drawn from p(x | z) with cached activations: the reference's images, faster."""
-    component_uniforms, channel_uniforms = pixel_uniforms(model, seed, tf.shape(z)[0])
+    gumbel, logistic = pixel_noise(model, seed, tf.shape(z)[0])
     u = model.decoder(z, training=False)
-    return tf.cast(_draw_with_caches(model, u, component_uniforms, channel_uniforms), tf.uint8)
+    return tf.cast(_draw_with_caches(model, u, gumbel, logistic), tf.uint8)
 
 
 @tf.function(reduce_retracing=True)
