@@ -154,19 +154,24 @@ class ShiftedConv2D(keras.layers.Layer):
         kh, kw = self.kernel_size
         return tf.zeros([batch, kh, width + kw - 1, channels], dtype)
 
-    def pixel_window(self, cache, column, value):
+    def pixel_window(self, cache, column, value, images=None):
         """Writes input ``value [B, 1, 1, C]`` at ``column`` of the row in progress of a ``"down_right"``
-        convolution's cache; returns ``(the window of the output at that column, new cache)``."""
+        convolution's cache; returns ``(the window of the output at that column, new cache)``.
+
+        ``images``: ``tf.range(B)``, computed once by the caller. Then every convolution of a pixel step builds its
+        write position from the same tensors, and TensorFlow's graph optimizer computes it once for all of them
+        (ops per pixel are what a sampler's step pays for)."""
         kh, kw = self.kernel_size
-        batch = tf.shape(cache)[0]
-        where = tf.stack([tf.range(batch), tf.fill([batch], kh - 1), tf.fill([batch], column + kw - 1)], axis=1)
-        cache = tf.tensor_scatter_nd_update(cache, where, value[:, 0, 0])
+        if images is None:
+            images = tf.range(tf.shape(cache)[0])
+        rows, columns = tf.fill(tf.shape(images), kh - 1), tf.fill(tf.shape(images), column + kw - 1)
+        cache = tf.tensor_scatter_nd_update(cache, tf.stack([images, rows, columns], axis=1), value[:, 0, 0])
         return window_columns(cache, column, kw), cache
 
-    def pixel_step(self, cache, column, value):
+    def pixel_step(self, cache, column, value, images=None):
         """``(output at column [B, 1, 1, F], new cache)`` of a stride-1 ``"down_right"`` convolution: everything it
         sees (the rows above, the pixels to the left and this one) is known (see :meth:`pixel_window`)."""
-        window, cache = self.pixel_window(cache, column, value)
+        window, cache = self.pixel_window(cache, column, value, images)
         return self.on_window(window), cache
 
     @staticmethod
@@ -275,10 +280,11 @@ class GatedResnet(keras.layers.Layer):
         """A ``"down"`` block on one row ``x [B, 1, W, F]`` (``gate_bias`` that row's): ``(y, new cache)``."""
         return self._incremental(cache, x, skip, gate_bias, lambda conv, part, inputs: conv.row_step(part, inputs))
 
-    def pixel_step(self, cache, x, skip, gate_bias, column):
-        """A ``"down_right"`` block at one pixel ``x [B, 1, 1, F]`` of the row in progress: ``(y, new cache)``."""
+    def pixel_step(self, cache, x, skip, gate_bias, column, images=None):
+        """A ``"down_right"`` block at one pixel ``x [B, 1, 1, F]`` of the row in progress: ``(y, new cache)``
+        (``images``: see :meth:`ShiftedConv2D.pixel_window`)."""
         return self._incremental(cache, x, skip, gate_bias,
-                                 lambda conv, part, inputs: conv.pixel_step(part, column, inputs))
+                                 lambda conv, part, inputs: conv.pixel_step(part, column, inputs, images))
 
     def _incremental(self, cache, x, skip, gate_bias, step):
         """:meth:`_gated` with each convolution run by ``step(conv, its cache, inputs) -> (output, new cache)``."""

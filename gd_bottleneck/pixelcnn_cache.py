@@ -39,10 +39,12 @@ def crop(tensor, rows=None, columns=None):
     return tf.slice(tensor, tf.stack(begin), size)
 
 
-def write_pixel(images, row, col, pixel):
-    """``images [B, H, W, C]`` with ``pixel [B, C]`` written at (row, col) of every image."""
-    batch = tf.shape(images)[0]
-    where = tf.stack([tf.range(batch), tf.fill([batch], row), tf.fill([batch], col)], axis=1)
+def write_pixel(images, row, col, pixel, indices=None):
+    """``images [B, H, W, C]`` with ``pixel [B, C]`` written at (row, col) of every image (``indices``: ``tf.range(B)``
+    if the caller has it, see :meth:`ShiftedConv2D.pixel_window`)."""
+    if indices is None:
+        indices = tf.range(tf.shape(images)[0])
+    where = tf.stack([indices, tf.fill(tf.shape(indices), row), tf.fill(tf.shape(indices), col)], axis=1)
     return tf.tensor_scatter_nd_update(images, where, pixel)
 
 
@@ -59,8 +61,7 @@ class IncrementalPixelCNN:
         condition: the decoded tensor u, ``[B, H, W, Cu]`` (computed once per image).
 
     Use: ``state = initial_state()``; for each pixel in raster order: ``start_row`` when c == 0, then
-    ``output(state, r, c, deepest_stage(r, c)) -> (v [B, 1, 1, output_dim], state)``, then ``set_pixel`` with the
-    drawn pixel.
+    ``output(state, r, c) -> (v [B, 1, 1, output_dim], state)``, then ``set_pixel`` with the drawn pixel.
     ``output`` and ``set_pixel`` change only the entries named in :attr:`PIXEL_KEYS`.
     """
 
@@ -75,6 +76,7 @@ class IncrementalPixelCNN:
         self.dtype = net.compute_dtype
         condition = tf.cast(condition, self.dtype)
         self.batch = tf.shape(condition)[0]
+        self.images = tf.range(self.batch)  # the image index of every write (see ShiftedConv2D.pixel_window)
         self.size = int(condition.shape[1])
         self.f, self.s = net.filters, net.stages
         # The conditioning terms of every gate, exactly as a full pass computes them (whole maps, once per image).
@@ -124,7 +126,7 @@ class IncrementalPixelCNN:
     def set_pixel(self, state, row, col, rescaled):
         """Writes the drawn pixel ``rescaled [B, 3]`` (in [-1, 1]) into the network input."""
         value = tf.concat([tf.cast(rescaled, self.dtype), tf.ones([self.batch, 1], self.dtype)], axis=-1)
-        return {**state, "x": write_pixel(state["x"], row + 1, col + 1, value)}
+        return {**state, "x": write_pixel(state["x"], row + 1, col + 1, value, self.images)}
 
     # ------------------------------------------------------------------ row mode: the u stream
 
@@ -174,36 +176,19 @@ class IncrementalPixelCNN:
 
     # ------------------------------------------------------------------ pixel mode: the ul stream
 
-    @property
-    def pixels_per_group(self):
-        """2^(stages - 1): the period, along a row, of the pattern of stages that run at a pixel."""
-        return 2 ** (self.s - 1)
-
-    def deepest_stage(self, row, col):
-        """The coarsest stage that runs at pixel (row, col): the largest ``t < stages`` with ``2^t`` dividing both.
-        Python ints give a Python int (the sampler's static schedule), tensors a tensor."""
-        if isinstance(row, int) and isinstance(col, int):
-            return max(t for t in range(self.s) if row % 2**t == 0 and col % 2**t == 0)
-        divides = [tf.cast(tf.logical_and(row % 2**t == 0, col % 2**t == 0), tf.int32) for t in range(1, self.s)]
-        return tf.add_n(divides) if divides else tf.constant(0)
-
-    def output(self, state, row, col, deepest):
-        """v at pixel (row, col): ``([B, 1, 1, output_dim], state)``. Needs rows above and pixels left drawn.
-
-        ``deepest`` is :meth:`deepest_stage` of the pixel as a Python int: the stages that run are written out
-        for it, with no condition in the graph (each tensor through a ``tf.cond`` costs ops at every pixel)."""
+    def output(self, state, row, col):
+        """v at pixel (row, col): ``([B, 1, 1, output_dim], state)``. Needs rows above and pixels left drawn."""
         state = _copied(state)
         x, net = state["x"], self.net
         from_above = crop(state["ul_first_row"], columns=(col, 1))
         # pixels (row-1, col-1) and (row, col-1)
         from_left = net.first_column_left.on_window(crop(x, rows=(row, 2), columns=(col, 1)))
         ul = from_above + tf.where(col > 0, from_left, 0.0)
-        state, ul = self._pixel_stage(state, 0, row, col, ul, deepest)
+        state, ul = self._pixel_stage(state, 0, row, col, ul)
         return net.output_head(tf.nn.elu(ul)), state
 
-    def _pixel_stage(self, state, stage, row, col, ul, deepest):
-        """Stage ``stage`` at (row, col) // 2**stage; ``ul`` is its first up-pass entry ``[B, 1, 1, F]``; stages up
-        to ``deepest`` run at this pixel."""
+    def _pixel_stage(self, state, stage, row, col, ul):
+        """Stage ``stage`` at (row, col) // 2**stage; ``ul`` is its first up-pass entry ``[B, 1, 1, F]``."""
         net = self.net
         stage_row, stage_col = row // 2**stage, col // 2**stage
         pixel = lambda t: crop(t, columns=(stage_col, 1))  # noqa: E731  a row value at this column
@@ -212,14 +197,22 @@ class IncrementalPixelCNN:
         for i in net.up_blocks(stage):
             output, state["up_ul"][i] = net.up_ul[i].pixel_step(state["up_ul"][i], entries[-1],
                                                                 pixel(state["up_u_rows"][i]),
-                                                                gate(self.up_gates_ul[i]), stage_col)
+                                                                gate(self.up_gates_ul[i]), stage_col, self.images)
             entries.append(output)
         if stage < self.s - 1:
             downsample = net.downsample_ul[stage]
             window, state["downsample_ul"][stage] = downsample.pixel_window(state["downsample_ul"][stage],
-                                                                            stage_col, entries[-1])
-            if stage < deepest:
-                state, _ = self._pixel_stage(state, stage + 1, row, col, downsample.on_window(window), deepest)
+                                                                            stage_col, entries[-1], self.images)
+            deeper = tf.logical_and(row % 2 ** (stage + 1) == 0, col % 2 ** (stage + 1) == 0)
+
+            def run_deeper():
+                inner, _ = self._pixel_stage(_copied(state), stage + 1, row, col, downsample.on_window(window))
+                return {key: inner[key] for key in self.PIXEL_KEYS}
+
+            # Only what a pixel step changes goes through the condition (each tensor through it costs ops).
+            changed = tf.cond(deeper, run_deeper, lambda: {key: list(state[key]) if isinstance(state[key], list)
+                                                             else state[key] for key in self.PIXEL_KEYS})
+            state = {**state, **changed}
             coarse = crop(state["down_ul_final"][stage][:, tf.newaxis], columns=(stage_col // 2, 1))
             block = net.upsample_ul[stage](coarse)  # [B, 2, 2, F]: the 4 positions this coarse pixel writes
             ul = crop(block, rows=(stage_row % 2, 1), columns=(stage_col % 2, 1))
@@ -228,9 +221,9 @@ class IncrementalPixelCNN:
         for i in net.down_blocks(stage):
             skip = tf.concat([pixel(state["down_u_rows"][i]), entries.pop()], axis=-1)
             ul, state["down_ul"][i] = net.down_ul[i].pixel_step(state["down_ul"][i], ul, skip,
-                                                                gate(self.down_gates_ul[i]), stage_col)
+                                                                gate(self.down_gates_ul[i]), stage_col, self.images)
         if stage > 0:
             final = state["down_ul_final"][stage - 1]
-            index = tf.stack([tf.range(self.batch), tf.fill([self.batch], stage_col)], axis=1)
+            index = tf.stack([self.images, tf.fill(tf.shape(self.images), stage_col)], axis=1)
             state["down_ul_final"][stage - 1] = tf.tensor_scatter_nd_update(final, index, ul[:, 0, 0])
         return state, ul

@@ -114,44 +114,28 @@ def _draw_with_caches(model, u, gumbel, logistic):
 
 
 def _draw_loop(model, u, gumbel, logistic, size, num_images):
-    """Rows in an outer loop, pixels in inner ones.
-
-    Which stages of the network run at a pixel repeats along a row with period ``g = 2^(stages - 1)`` and depends
-    on the row only through :meth:`IncrementalPixelCNN.deepest_stage` of its first pixel. So each row picks, with
-    one ``tf.switch_case``, one of ``stages`` inner loops, and an iteration of it draws ``g`` pixels with their
-    stages written out: the graph has no per-pixel condition. An inner loop carries only what a pixel step changes
-    (the ul stream's caches, the image); the row's u values and the weights are loop invariants there, and
-    TensorFlow pays ops per invariant and *iteration*, so ``g`` pixels per iteration share that cost too."""
+    """Rows in an outer loop, pixels in an inner one. The inner loop carries only what a pixel step changes (the
+    ul stream's caches, the image); the u stream's row values are loop invariants there. A single loop over all
+    pixels would carry every cache through every step, and decide with a per-pixel condition whether a row starts:
+    both cost TensorFlow ops per tensor and pixel, which dominate a small model's step."""
     network = IncrementalPixelCNN(model.pixelcnn, u)
-    group = network.pixels_per_group
-
-    def draw_pixel_at(row, col, deepest, row_part, pixel_part, images):
-        v, after = network.output({**row_part, **pixel_part}, row, col, deepest)
-        at = lambda t: crop(t, rows=(row, 1), columns=(col, 1))[:, 0, 0]  # noqa: E731
-        params = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
-        pixel = draw_pixel(params[:, 0, 0], at(gumbel), at(logistic))
-        after = network.set_pixel(after, row, col, model.rescale(pixel))
-        return {key: after[key] for key in network.PIXEL_KEYS}, write_pixel(images, row, col, pixel)
-
-    def row_of_groups(row, row_deepest, row_part, pixel_part, images):
-        """The inner loop of a row whose first pixel runs stages up to ``row_deepest`` (a Python int)."""
-        def draw_group(start, pixel_part, images):
-            for offset in range(group):
-                deepest = min(row_deepest, network.deepest_stage(0, offset))
-                pixel_part, images = draw_pixel_at(row, start + offset, deepest, row_part, pixel_part, images)
-            return start + group, pixel_part, images
-
-        _, pixel_part, images = tf.while_loop(lambda start, *_: start < size, draw_group,
-                                              (tf.constant(0), pixel_part, images))
-        return pixel_part, images
 
     def draw_row(row, state, images):
         state = network.start_row(state, row)
         row_part = {key: value for key, value in state.items() if key not in network.PIXEL_KEYS}
+
+        def draw_pixel_at(col, pixel_part, images):
+            v, after = network.output({**row_part, **pixel_part}, row, col)
+            at = lambda t: crop(t, rows=(row, 1), columns=(col, 1))[:, 0, 0]  # noqa: E731
+            params = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
+            pixel = draw_pixel(params[:, 0, 0], at(gumbel), at(logistic))
+            after = network.set_pixel(after, row, col, model.rescale(pixel))
+            images = write_pixel(images, row, col, pixel, network.images)
+            return col + 1, {key: after[key] for key in network.PIXEL_KEYS}, images
+
         pixel_part = {key: state[key] for key in network.PIXEL_KEYS}
-        branches = [lambda deepest=deepest: row_of_groups(row, deepest, row_part, pixel_part, images)
-                    for deepest in range(network.s)]
-        pixel_part, images = tf.switch_case(network.deepest_stage(row, 0), branches)
+        _, pixel_part, images = tf.while_loop(lambda col, *_: col < size, draw_pixel_at,
+                                              (tf.constant(0), pixel_part, images))
         return row + 1, {**row_part, **pixel_part}, images
 
     images = tf.zeros([num_images, size, size, 3], tf.float32)

@@ -34,7 +34,7 @@ def incremental_outputs(model, images, z):
         state = network.start_row(state, tf.constant(row))
         pixels = []
         for col in range(size):
-            v, state = network.output(state, tf.constant(row), tf.constant(col), network.deepest_stage(row, col))
+            v, state = network.output(state, tf.constant(row), tf.constant(col))
             pixels.append(v[:, 0, 0])
             state = network.set_pixel(state, tf.constant(row), tf.constant(col), x[:, row, col])
         rows.append(tf.stack(pixels, axis=1))
