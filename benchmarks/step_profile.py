@@ -3,7 +3,6 @@
     python -m benchmarks.step_profile --side=ours              # our PixelCNN++ step, benchmarks.train_throughput --quick
     python -m benchmarks.step_profile --side=reference         # tfd.PixelCNN's step, same architecture
     python -m benchmarks.step_profile --side=hybrid            # the Figure 2 sweep's step: small() at 8x8, batch 32
-    python -m benchmarks.step_profile --side=sampler           # the cached sampler's pixel step: small() 32x32, 4 images
     TF_NUM_INTRAOP_THREADS=1 taskset -c 0 python -m benchmarks.step_profile --side=ours --steps=20   # one core
 
 Why: where op dispatch dominates (small models on a CPU), a step's wall time is a sum of many small ops, and which
@@ -70,9 +69,7 @@ def profile(run_steps, steps):
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     with tempfile.TemporaryDirectory() as logdir:
-        # Host tracer level 3: the executor traces cheap ops as well (at the default level it skips the ops it
-        # runs inline, which are most of a pixel step's).
-        tf.profiler.experimental.start(logdir, tf.profiler.experimental.ProfilerOptions(host_tracer_level=3))
+        tf.profiler.experimental.start(logdir)
         try:
             run_steps(steps)
         finally:
@@ -82,34 +79,9 @@ def profile(run_steps, steps):
             return op_events(xplane_pb2.XSpace.FromString(stream.read()))
 
 
-def sampler_runner(image_size=32, num_images=4):
-    """``run_steps(n)``: ``n`` pixel steps of the cached sampler (benchmarks.sampling --quick's model), rounded up to
-    whole images: one "step" of this side is one pixel position of a batch of ``num_images``."""
-    import tensorflow as tf
-
-    from benchmarks.sampling import context_dependent_weights
-    from gd_bottleneck import HybridVAE, sampling
-    from gd_bottleneck.config import PRESETS
-
-    model = context_dependent_weights(HybridVAE(PRESETS["small"](image_size), bottleneck="gaussian_dropout",
-                                                dropout_rate=0.15, seed=0))
-    seed = tf.constant([1, 2], tf.int32)
-    z = sampling.prior_latents(model, seed, num_images)
-    sampling.cached_samples(model, z, seed), sampling.cached_samples(model, z, seed)
-
-    def run_steps(n):
-        for _ in range(-(-n // image_size**2)):
-            sampling.cached_samples(model, z, seed).numpy()
-
-    return run_steps
-
-
 def step_runner(side, arch_name):
     """``run_steps(n)``: ``n`` training steps of ``side`` (warmed up: traced and run twice)."""
     from benchmarks import train_throughput
-
-    if side == "sampler":
-        return sampler_runner()
 
     if side == "hybrid":
         from gd_bottleneck import HybridVAE
@@ -136,8 +108,7 @@ def step_runner(side, arch_name):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--side", choices=["ours", "reference", "hybrid", "sampler"], default="ours",
-                        help="sampler: steps are pixel positions, rounded up to whole 32x32 images")
+    parser.add_argument("--side", choices=["ours", "reference", "hybrid"], default="ours")
     parser.add_argument("--arch", choices=["quick", "paper"], default="quick",
                         help="benchmarks.train_throughput's architecture (ours and reference)")
     parser.add_argument("--steps", type=int, default=10, help="profiled steps (at least 1)")
@@ -145,15 +116,12 @@ def main():
     args = parser.parse_args()
     if args.steps < 1 or args.top < 1:
         parser.error(f"--steps and --top must be at least 1 (got {args.steps} and {args.top})")
-    if args.side == "sampler":
-        args.steps = -(-args.steps // 1024) * 1024  # whole images of 32x32 pixel steps
     rows, totals = summarize(profile(step_runner(args.side, args.arch), args.steps), args.steps)
     print(f"{'op type':<32}{'ops/step':>10}{'ms/step':>10}{'share':>8}")
     for row in rows[:args.top]:
         print(f"{row['op']:<32}{row['count']:>10.1f}{row['ms']:>10.2f}{row['ms'] / totals['op_ms_per_step']:>8.1%}")
     print(f"{'all ' + str(len(rows)) + ' op types':<32}{totals['ops_per_step']:>10.1f}{totals['op_ms_per_step']:>10.2f}")
-    arch = {"hybrid": "small-8x8-b32", "sampler": "small-32x32-b4"}.get(args.side, args.arch)
-    print(json.dumps({"side": args.side, "arch": arch,
+    print(json.dumps({"side": args.side, "arch": "small-8x8-b32" if args.side == "hybrid" else args.arch,
                       "steps": args.steps, **{k: round(v, 3) for k, v in totals.items()},
                       "top": [{k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
                               for row in rows[:args.top]]}))
