@@ -68,7 +68,7 @@ def runs(tmp_path_factory, shapes_data_dir):
     base = tmp_path_factory.mktemp("runs")
     data = shapes_data_dir
     first = {"uninterrupted": Run(base / "uninterrupted", data), "killed": Run(base / "killed", data),
-             "terminated": Run(base / "terminated", data),
+             "terminated": Run(base / "terminated", data, "--intra_op_threads=1"),
              "mirrored": Run(base / "mirrored", data, "--strategy=mirrored", "--cpu_replicas=2")}
     signal_after_checkpoints([(first["killed"], KILLED_AFTER, signal.SIGKILL),
                               (first["terminated"], TERMINATED_AFTER, signal.SIGTERM)])
@@ -120,6 +120,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_a_resume_hint(runs):
     assert TERMINATED_AFTER <= step < TOTAL_STEPS
     assert tf.train.latest_checkpoint(os.path.join(terminated.model_dir, "checkpoints")).endswith(f"ckpt-{step}")
     assert not os.path.exists(os.path.join(terminated.model_dir, "results.json"))
+    with open(os.path.join(terminated.model_dir, "run_config.json")) as stream:  # it trained with one thread per op
+        assert json.load(stream)["intra_op_threads"] == 1
 
 
 def test_two_cpu_replicas_train_to_the_weights_of_one(runs):

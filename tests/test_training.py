@@ -5,6 +5,8 @@ import glob
 import json
 import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -17,6 +19,7 @@ from gd_bottleneck.training import RunConfig, TrainingDiverged, train
 from gd_bottleneck.training.callbacks import read_curve
 from gd_bottleneck.training.optimizer import learning_rate_schedule
 from gd_bottleneck.training.run import fit_segments
+from tests.cli_runs import environment
 from tests.tiny_models import TINY, tiny_run
 
 
@@ -35,6 +38,7 @@ from tests.tiny_models import TINY, tiny_run
     ({"model_overrides": {"width": 3}}, "width"),
     ({"image_size": 12}, "image_size"),
     ({"seed": -1}, "`seed`"),
+    ({"intra_op_threads": -1}, "`intra_op_threads` must be an integer >= 0"),
     ({"model_dir": ""}, "`model_dir`"),
 ])
 def test_bad_settings_are_refused_with_the_field_named(changes, message):
@@ -45,7 +49,7 @@ def test_bad_settings_are_refused_with_the_field_named(changes, message):
 
 def test_a_resume_may_move_files_but_not_change_what_is_trained():
     saved = tiny_run("runs/a", None).to_dict()
-    tiny_run("runs/a", "/data", checkpoint_every=7, strategy="mirrored").check_resumable_from(saved)
+    tiny_run("runs/a", "/data", checkpoint_every=7, strategy="mirrored", intra_op_threads=1).check_resumable_from(saved)
     with pytest.raises(ValueError, match="dropout_rate: 0.1 -> 0.2"):
         tiny_run("runs/a", None, dropout_rate=0.2).check_resumable_from(saved)
     with pytest.raises(ValueError, match="epochs: 2 -> 3"):  # the schedule depends on the length of the run
@@ -193,6 +197,28 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
         value = reader.get_tensor(name)
         if np.issubdtype(np.asarray(value).dtype, np.floating):
             assert np.all(np.isfinite(value)), name
+
+
+def test_the_thread_setting_is_refused_once_tensorflow_runs_with_another():
+    # Process-wide: TensorFlow fixes its thread pools when it runs its first op, as it has in this test process.
+    from gd_bottleneck.training import strategies
+
+    tf.constant(1.0) + 1.0
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    strategies.set_intra_op_threads(0)  # TensorFlow's default: nothing to set
+    if current:
+        strategies.set_intra_op_threads(current)  # what the process already uses
+    with pytest.raises(RuntimeError, match="intra_op_threads=7: TensorFlow has already run ops"):
+        strategies.set_intra_op_threads(7)
+
+
+def test_the_thread_setting_takes_effect_in_a_fresh_process():
+    script = ("from gd_bottleneck.training import strategies; strategies.set_intra_op_threads(1); "
+              "import tensorflow as tf; tf.constant(1.0) + 1.0; "
+              "print(tf.config.threading.get_intra_op_parallelism_threads())")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1"]
 
 
 def test_run_config_round_trips_through_json():

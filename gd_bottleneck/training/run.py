@@ -196,6 +196,7 @@ def train(config, write=print):
     if not isinstance(config, RunConfig):
         raise TypeError(f"`config` must be a RunConfig. Received: {type(config).__name__}")
     began = time.time()
+    strategies.set_intra_op_threads(config.intra_op_threads)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)  # any unseeded draw left (Python, NumPy, TF global) follows the seed

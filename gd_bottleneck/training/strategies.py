@@ -16,6 +16,22 @@ def split_cpu(replicas):
                            "split the CPU before running any TensorFlow op.") from error
 
 
+def set_intra_op_threads(threads):
+    """Limits each TensorFlow op to ``threads`` threads (0 leaves TensorFlow's default). Must run before TensorFlow
+    runs its first op, unless the process already uses that number.
+
+    Why a setting: a small model's ops are too small to split well across cores, and TensorFlow's inter-op pool
+    already runs independent ops (PixelCNN++'s two streams, the VAE beside them) side by side."""
+    if threads == 0 or tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError as error:
+        raise RuntimeError(f"intra_op_threads={threads}: TensorFlow has already run ops in this process with "
+                           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'its default'} threads per "
+                           "op; set it before running any TensorFlow op (a new process).") from error
+
+
 def make_strategy(name, cpu_replicas=0):
     """``default`` (one device), ``mirrored`` (all local GPUs, or the logical CPUs) or ``multi_worker`` (TF_CONFIG)."""
     if name == "multi_worker":
