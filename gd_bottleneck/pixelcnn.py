@@ -154,24 +154,25 @@ class ShiftedConv2D(keras.layers.Layer):
         kh, kw = self.kernel_size
         return tf.zeros([batch, kh, width + kw - 1, channels], dtype)
 
-    def pixel_window(self, cache, column, value, images=None):
+    def pixel_window(self, cache, column, value, image_indices=None):
         """Writes input ``value [B, 1, 1, C]`` at ``column`` of the row in progress of a ``"down_right"``
         convolution's cache; returns ``(the window of the output at that column, new cache)``.
 
-        ``images``: ``tf.range(B)``, computed once by the caller. Then every convolution of a pixel step builds its
-        write position from the same tensors, and TensorFlow's graph optimizer computes it once for all of them
-        (ops per pixel are what a sampler's step pays for)."""
+        ``image_indices``: ``tf.range(B)``, computed once by the caller. Then every convolution of a pixel step
+        builds its write position from the same tensors, and TensorFlow's graph optimizer computes it once for all
+        of them (ops per pixel are what a sampler's step pays for)."""
         kh, kw = self.kernel_size
-        if images is None:
-            images = tf.range(tf.shape(cache)[0])
-        rows, columns = tf.fill(tf.shape(images), kh - 1), tf.fill(tf.shape(images), column + kw - 1)
-        cache = tf.tensor_scatter_nd_update(cache, tf.stack([images, rows, columns], axis=1), value[:, 0, 0])
+        if image_indices is None:
+            image_indices = tf.range(tf.shape(cache)[0])
+        rows = tf.fill(tf.shape(image_indices), kh - 1)
+        columns = tf.fill(tf.shape(image_indices), column + kw - 1)
+        cache = tf.tensor_scatter_nd_update(cache, tf.stack([image_indices, rows, columns], axis=1), value[:, 0, 0])
         return window_columns(cache, column, kw), cache
 
-    def pixel_step(self, cache, column, value, images=None):
+    def pixel_step(self, cache, column, value, image_indices=None):
         """``(output at column [B, 1, 1, F], new cache)`` of a stride-1 ``"down_right"`` convolution: everything it
         sees (the rows above, the pixels to the left and this one) is known (see :meth:`pixel_window`)."""
-        window, cache = self.pixel_window(cache, column, value, images)
+        window, cache = self.pixel_window(cache, column, value, image_indices)
         return self.on_window(window), cache
 
     @staticmethod
@@ -280,11 +281,11 @@ class GatedResnet(keras.layers.Layer):
         """A ``"down"`` block on one row ``x [B, 1, W, F]`` (``gate_bias`` that row's): ``(y, new cache)``."""
         return self._incremental(cache, x, skip, gate_bias, lambda conv, part, inputs: conv.row_step(part, inputs))
 
-    def pixel_step(self, cache, x, skip, gate_bias, column, images=None):
+    def pixel_step(self, cache, x, skip, gate_bias, column, image_indices=None):
         """A ``"down_right"`` block at one pixel ``x [B, 1, 1, F]`` of the row in progress: ``(y, new cache)``
-        (``images``: see :meth:`ShiftedConv2D.pixel_window`)."""
+        (``image_indices``: see :meth:`ShiftedConv2D.pixel_window`)."""
         return self._incremental(cache, x, skip, gate_bias,
-                                 lambda conv, part, inputs: conv.pixel_step(part, column, inputs, images))
+                                 lambda conv, part, inputs: conv.pixel_step(part, column, inputs, image_indices))
 
     def _incremental(self, cache, x, skip, gate_bias, step):
         """:meth:`_gated` with each convolution run by ``step(conv, its cache, inputs) -> (output, new cache)``."""

@@ -39,12 +39,13 @@ def crop(tensor, rows=None, columns=None):
     return tf.slice(tensor, tf.stack(begin), size)
 
 
-def write_pixel(images, row, col, pixel, indices=None):
-    """``images [B, H, W, C]`` with ``pixel [B, C]`` written at (row, col) of every image (``indices``: ``tf.range(B)``
-    if the caller has it, see :meth:`ShiftedConv2D.pixel_window`)."""
-    if indices is None:
-        indices = tf.range(tf.shape(images)[0])
-    where = tf.stack([indices, tf.fill(tf.shape(indices), row), tf.fill(tf.shape(indices), col)], axis=1)
+def write_pixel(images, row, col, pixel, image_indices=None):
+    """``images [B, H, W, C]`` with ``pixel [B, C]`` written at (row, col) of every image (``image_indices``:
+    ``tf.range(B)`` if the caller has it, see :meth:`ShiftedConv2D.pixel_window`)."""
+    if image_indices is None:
+        image_indices = tf.range(tf.shape(images)[0])
+    where = tf.stack([image_indices, tf.fill(tf.shape(image_indices), row), tf.fill(tf.shape(image_indices), col)],
+                     axis=1)
     return tf.tensor_scatter_nd_update(images, where, pixel)
 
 
@@ -76,7 +77,7 @@ class IncrementalPixelCNN:
         self.dtype = net.compute_dtype
         condition = tf.cast(condition, self.dtype)
         self.batch = tf.shape(condition)[0]
-        self.images = tf.range(self.batch)  # the image index of every write (see ShiftedConv2D.pixel_window)
+        self.image_indices = tf.range(self.batch)  # the image of every write (see ShiftedConv2D.pixel_window)
         self.size = int(condition.shape[1])
         self.f, self.s = net.filters, net.stages
         # The conditioning terms of every gate, exactly as a full pass computes them (whole maps, once per image).
@@ -126,7 +127,7 @@ class IncrementalPixelCNN:
     def set_pixel(self, state, row, col, rescaled):
         """Writes the drawn pixel ``rescaled [B, 3]`` (in [-1, 1]) into the network input."""
         value = tf.concat([tf.cast(rescaled, self.dtype), tf.ones([self.batch, 1], self.dtype)], axis=-1)
-        return {**state, "x": write_pixel(state["x"], row + 1, col + 1, value, self.images)}
+        return {**state, "x": write_pixel(state["x"], row + 1, col + 1, value, self.image_indices)}
 
     # ------------------------------------------------------------------ row mode: the u stream
 
@@ -189,7 +190,7 @@ class IncrementalPixelCNN:
 
     def _pixel_stage(self, state, stage, row, col, ul):
         """Stage ``stage`` at (row, col) // 2**stage; ``ul`` is its first up-pass entry ``[B, 1, 1, F]``."""
-        net = self.net
+        net, images = self.net, self.image_indices
         stage_row, stage_col = row // 2**stage, col // 2**stage
         pixel = lambda t: crop(t, columns=(stage_col, 1))  # noqa: E731  a row value at this column
         gate = lambda t: crop(t, rows=(stage_row, 1), columns=(stage_col, 1))  # noqa: E731
@@ -197,12 +198,12 @@ class IncrementalPixelCNN:
         for i in net.up_blocks(stage):
             output, state["up_ul"][i] = net.up_ul[i].pixel_step(state["up_ul"][i], entries[-1],
                                                                 pixel(state["up_u_rows"][i]),
-                                                                gate(self.up_gates_ul[i]), stage_col, self.images)
+                                                                gate(self.up_gates_ul[i]), stage_col, images)
             entries.append(output)
         if stage < self.s - 1:
             downsample = net.downsample_ul[stage]
             window, state["downsample_ul"][stage] = downsample.pixel_window(state["downsample_ul"][stage],
-                                                                            stage_col, entries[-1], self.images)
+                                                                            stage_col, entries[-1], images)
             deeper = tf.logical_and(row % 2 ** (stage + 1) == 0, col % 2 ** (stage + 1) == 0)
 
             def run_deeper():
@@ -221,9 +222,9 @@ class IncrementalPixelCNN:
         for i in net.down_blocks(stage):
             skip = tf.concat([pixel(state["down_u_rows"][i]), entries.pop()], axis=-1)
             ul, state["down_ul"][i] = net.down_ul[i].pixel_step(state["down_ul"][i], ul, skip,
-                                                                gate(self.down_gates_ul[i]), stage_col, self.images)
+                                                                gate(self.down_gates_ul[i]), stage_col, images)
         if stage > 0:
             final = state["down_ul_final"][stage - 1]
-            index = tf.stack([self.images, tf.fill(tf.shape(self.images), stage_col)], axis=1)
+            index = tf.stack([images, tf.fill(tf.shape(images), stage_col)], axis=1)
             state["down_ul_final"][stage - 1] = tf.tensor_scatter_nd_update(final, index, ul[:, 0, 0])
         return state, ul

@@ -130,7 +130,7 @@ def _draw_loop(model, u, gumbel, logistic, size, num_images):
             params = model.mixture_params(v, crop(u, rows=(row, 1), columns=(col, 1)))
             pixel = draw_pixel(params[:, 0, 0], at(gumbel), at(logistic))
             after = network.set_pixel(after, row, col, model.rescale(pixel))
-            images = write_pixel(images, row, col, pixel, network.images)
+            images = write_pixel(images, row, col, pixel, network.image_indices)
             return col + 1, {key: after[key] for key in network.PIXEL_KEYS}, images
 
         pixel_part = {key: state[key] for key in network.PIXEL_KEYS}

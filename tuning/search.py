@@ -20,6 +20,7 @@ import keras_tuner as kt
 from absl import app, flags, logging
 
 from gd_bottleneck import cli
+from gd_bottleneck.training import strategies
 from trainers import run_flags
 from tuning import noisy_evaluation, objectives, probe, space
 from tuning.hypermodel import TrainerHyperModel
@@ -131,6 +132,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
+    if FLAGS.intra_op_threads > 0:  # process-wide, so before anything of the search runs a TensorFlow op
+        strategies.set_intra_op_threads(FLAGS.intra_op_threads)
     try:
         tuner = tuner_from_flags()
     except ValueError as error:
