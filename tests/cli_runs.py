@@ -5,17 +5,16 @@ import subprocess
 import sys
 import tempfile
 
-from tests.tiny_models import TINY
+from tests.tiny_models import RUN_FLAGS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_FLAGS = [f"--{name}={value}" for name, value in TINY.to_dict().items() if name != "image_size"]
 
 def trainer_command(model_dir, data_dir, *extra):
     return [sys.executable, "-m", "trainers.cifar", f"--model_dir={model_dir}", f"--data_dir={data_dir}",
             "--dataset=shapes_tiny", "--image_size=8", "--dropout_rate=0.1", "--batch_size=8", "--epochs=2",
             "--steps_per_epoch=20", "--checkpoint_every=10", "--keep_checkpoints=20", "--log_every=10",
             "--image_summaries=0", "--progress=lines", "--learning_rate=1e-3", "--deterministic", "--noexport",
-            *TINY_FLAGS, *extra]
+            *RUN_FLAGS, *extra]
 
 
 def environment(**extra):

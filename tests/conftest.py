@@ -39,11 +39,13 @@ def two_replicas():
 from tests.shapes_data import shapes_data_dir  # noqa: E402,F401  (fixture shared by data and training tests)
 
 
-# The files that take longest (measured: the trainer-CLI runs ~4 min, the distributed search, the reliability and
-# export subprocess tests ~1-2 min each) go first. With `-n 2 --dist loadfile` a file runs whole on one worker, in
-# collection order, so a long file collected last would leave the other worker idle at the end.
-LONGEST_FIRST = ("test_trainer_cli.py", "test_tuning.py", "test_reliability.py", "test_export.py",
-                 "test_training.py", "test_hybrid.py", "test_data.py")
+# The files that take longest go first, longest first (measured with --durations: the trainer-CLI runs ~2 min, the
+# hybrid model's tests ~3 min in all, the samplers ~2 min, export and training ~1.5 min each). With `-n 2 --dist
+# loadfile` a file runs whole on one worker, in collection order, so a long file collected last would leave the
+# other worker idle at the end.
+LONGEST_FIRST = ("test_trainer_cli.py", "test_hybrid.py", "test_sampling.py", "test_export.py", "test_training.py",
+                 "test_tuning.py", "test_reliability.py", "test_polyak.py", "test_distributions.py",
+                 "test_trainer_flags.py", "test_pixelcnn.py", "test_data.py")
 
 
 def pytest_collection_modifyitems(items):

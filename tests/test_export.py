@@ -186,6 +186,13 @@ def test_the_export_runs_in_a_process_that_cannot_import_the_project(exported, l
 
 # --- the validating clients: gd_bottleneck.client and python -m trainers.request ---
 
+@pytest.fixture(scope="module")
+def client(exported):
+    """The Python client on the exported version, loaded once (a SavedModel load costs seconds; the refusals below
+    happen before any signature runs, so they cannot disturb each other)."""
+    from gd_bottleneck.client import ExportedModel
+    return ExportedModel(exported[1])
+
 @pytest.mark.parametrize("call, message", [
     (lambda m: m.reconstruct(np.full([1, 8, 8, 3], 300), [0, 0]), r"\[0, 255\]. Received a value 300"),
     (lambda m: m.elbo(np.full([1, 8, 8, 3], 100.5)), r"integer pixel values in \[0, 255\]. Received a value 100.5"),
@@ -200,15 +207,14 @@ def test_the_export_runs_in_a_process_that_cannot_import_the_project(exported, l
     (lambda m: m.sample(1, [1.0, 2.0]), "`seed` must be two integers"),
     (lambda m: m.sample(1, [1, 2, 3]), "`seed` must be two integers"),
 ])
-def test_the_python_client_refuses_values_a_cast_would_change(exported, call, message):
-    from gd_bottleneck.client import ExportedModel
+def test_the_python_client_refuses_values_a_cast_would_change(client, call, message):
     with pytest.raises(ValueError, match=message):
-        call(ExportedModel(exported[1]))
+        call(client)
 
 
-def test_the_python_client_gives_the_signatures_answers_for_numpy_and_lists(exported, loaded, library_samples):
-    from gd_bottleneck.client import ExportedModel, rest_request
-    model = ExportedModel(exported[1])
+def test_the_python_client_gives_the_signatures_answers_for_numpy_and_lists(client, loaded, library_samples):
+    from gd_bottleneck.client import rest_request
+    model = client
     assert model.image_size == 8
     samples = model.sample(np.int64(3), np.array(SEED, np.int64))  # int64 values in range are fine
     np.testing.assert_array_equal(samples, library_samples)

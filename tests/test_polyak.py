@@ -8,7 +8,7 @@ from gd_bottleneck import HybridVAE, data
 from gd_bottleneck.training import RunConfig, train
 from gd_bottleneck.training.checkpoints import load_trained_model
 from gd_bottleneck.training.optimizer import PolyakAdam, averaged_weights
-from tests.tiny_models import TINY, TINY_OVERRIDES, tiny_run
+from tests.tiny_models import RUN_OVERRIDES, TINY, tiny_run
 
 
 def test_the_average_follows_its_formula_and_training_uses_the_raw_weights():
@@ -48,7 +48,7 @@ def test_a_run_evaluates_and_loads_the_averaged_weights(tmp_path, shapes_data_di
     """With weight norm too (PixelCNN++'s recipe): the test ELBO of results.json is the averaged model's, and
     load_trained_model (export, sampling) gives that model."""
     config = tiny_run(tmp_path / "run", shapes_data_dir, polyak_decay=0.5, epochs=1, image_summaries=0,
-                      export=False, model_overrides={**TINY_OVERRIDES, "weight_norm": True})
+                      export=False, model_overrides={**RUN_OVERRIDES, "weight_norm": True})
     results = train(config, write=lambda text, flush=False: None)
     model, _, _ = load_trained_model(str(tmp_path / "run"))
     model.compile()

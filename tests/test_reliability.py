@@ -27,7 +27,7 @@ from gd_bottleneck.training import callbacks, checkpoints, files, train
 from gd_bottleneck.training.run import build_model
 from gd_bottleneck.training.run_config import RunConfig
 from tests.faults import file_size_limit
-from tests.tiny_models import TINY, TINY_OVERRIDES, tiny_run
+from tests.tiny_models import RUN_FLAGS, TINY, tiny_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -252,7 +252,7 @@ def test_user_errors_found_at_run_time_are_one_line_without_a_traceback(tmp_path
     files.write_json_atomically(str(existing / "run_config.json"),
                                 run_settings(existing, shapes_data_dir, dropout_rate=0.3).to_dict())
     common = [f"--data_dir={shapes_data_dir}", "--dataset=shapes_tiny", "--image_size=8", "--dropout_rate=0.1", "--noexport",
-              *[f"--{name}={value}" for name, value in TINY_OVERRIDES.items()]]
+              *RUN_FLAGS]
     cases = {  # name: (arguments, exit status, expected text)
         "settings": ([f"--model_dir={existing}", "--steps_per_epoch=2", "--epochs=2", "--checkpoint_every=1",
                       "--keep_checkpoints=10", "--image_summaries=0", "--deterministic", "--batch_size=8",

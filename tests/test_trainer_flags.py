@@ -13,7 +13,8 @@ from absl import flags
 from absl.testing import flagsaver
 
 from gd_bottleneck.training import train
-from tests.cli_runs import REPO, TINY_FLAGS, Run
+from tests.cli_runs import REPO, Run
+from tests.tiny_models import RUN_FLAGS
 
 
 def test_bad_flags_fail_before_anything_heavy_with_the_flag_named(tmp_path):
@@ -62,7 +63,7 @@ def test_gd_flags_trains_on_cifar10_offline_with_a_step_cap(tmp_path, monkeypatc
     from trainers import run_flags
     run_flags.define()
     with flagsaver.flagsaver():
-        flags.FLAGS(["cifar", "--flagfile=gd.flags", f"--model_dir={tmp_path}", *TINY_FLAGS,
+        flags.FLAGS(["cifar", "--flagfile=gd.flags", f"--model_dir={tmp_path}", *RUN_FLAGS,
                      "--batch_size=4", "--steps_per_epoch=2", "--epochs=1", "--strategy=default",
                      "--image_summaries=0", "--progress=lines", "--noexport", "--precision=mixed_bfloat16"])
         config = run_flags.run_config()

@@ -22,7 +22,7 @@ import pytest
 
 from gd_bottleneck.training import TrainingDiverged, TrainingInterrupted, files
 from gd_bottleneck.training.run_config import RunConfig
-from tests.tiny_models import TINY
+from tests.tiny_models import RUN_FLAGS, TINY
 from tuning import families, frontier, objectives, probe, space, tuner
 from tuning.hypermodel import TrainerHyperModel, kind_of
 
@@ -514,11 +514,10 @@ def free_port():
 
 
 def test_distributed_search_chief_and_two_workers_run_every_trial_once(tmp_path, shapes_data_dir, capsys):
-    tiny = [f"--{name}={value}" for name, value in TINY.to_dict().items() if name != "image_size"]
     command = [sys.executable, "-m", "tuning.search", f"--directory={tmp_path}", "--project_name=d",
                f"--data_dir={shapes_data_dir}", "--dataset=shapes_tiny", "--image_size=8", "--batch_size=8",
                "--epochs=1", "--steps_per_epoch=2", "--noexport", "--image_summaries=0", "--progress=lines",
-               "--tuner=grid", "--tune_bottleneck=gaussian_dropout,none", "--tune_dropout_rate=0.1,0.6", *tiny]
+               "--tuner=grid", "--tune_bottleneck=gaussian_dropout,none", "--tune_dropout_rate=0.1,0.6", *RUN_FLAGS]
     base = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", "KERASTUNER_ORACLE_IP": "127.0.0.1",
             "KERASTUNER_ORACLE_PORT": str(free_port())}
     logs = {name: open(tmp_path / f"{name}.log", "w+") for name in ("chief", "tuner0", "tuner1")}
