@@ -9,12 +9,12 @@ Both models are the same architecture: ``filters`` channels in both streams, ``r
 channels, the same receptive fields (TFP's masked 3x3/3x3 kernels keep 2x3 and 2x2 taps, our shifted convolutions
 are 2x3 and 2x2), weight normalisation on both sides or on neither (``--weight_norm``: ours
 ``ConditionalPixelCNN(weight_norm=True)``, TFP's ``use_weight_norm=True``; data-dependent initialisation is a one-time
-pass, off on both sides here) and no conditioning (ours is given a 1-channel zero condition, a little extra work
-for us). A training step is forward, backward and an Adam
-update (each framework's own Adam: ours is the trainer's ``FusedAdam``, TFP's is tf_keras' Adam, both on
-TensorFlow's fused ``ResourceApplyAdam``), on the same uint8 batch, in a ``tf.function``. Each measurement runs in its own
-process (so peak RSS is its own), warms up (tracing, first steps), then times ``--steps`` steps, median of
-``--repeats`` timings.
+pass, off on both sides here) and no conditioning (ours is built with ``conditional=False``; until 2026-12-06 it
+was given a 1-channel zero condition, whose projections cost it 10-25% of its step). A training step is forward,
+backward and an Adam update (each framework's own Adam: ours is the trainer's ``FusedAdam``, TFP's is tf_keras'
+Adam, both on TensorFlow's fused ``ResourceApplyAdam``), on the same uint8 batch, in a ``tf.function``. Each
+measurement runs in its own process (so peak RSS is its own), warms up (tracing, first steps), then times ``--steps``
+steps, median of ``--repeats`` timings.
 
 FLOP utilisation: the floating-point operations of our step (forward + backward, counted by TensorFlow's graph
 profiler: convolutions, their gradients, matmuls) divided by its time, against the machine's peak measured in the
@@ -78,16 +78,15 @@ def ours_step(arch, jit_compile, precision="float32"):
 
     network = ConditionalPixelCNN(arch["filters"], arch["resnets"], arch["stages"], arch["dropout"],
                                   DiscretizedLogisticMixture.num_params(arch["components"], 3), seed=0,
-                                  weight_norm=arch["weight_norm"], dtype=precision)
+                                  weight_norm=arch["weight_norm"], dtype=precision, conditional=False)
     images = tf.constant(_images(arch).astype(np.float32))
-    condition = tf.zeros(images.shape[:3] + (1,))
-    network((tf.zeros(images.shape), condition))
+    network(tf.zeros(images.shape))
     optimizer = FusedAdam(1e-4)  # the trainer's Adam (TensorFlow's fused kernel, as tf_keras' Adam on TFP's side)
     optimizer.build(network.trainable_variables)
 
     def loss_and_gradients():
         with tf.GradientTape() as tape:
-            params = network((images / 127.5 - 1.0, condition), training=True)
+            params = network(images / 127.5 - 1.0, training=True)
             loss = -tf.reduce_mean(DiscretizedLogisticMixture.from_params(params).log_prob(images))
         return loss, tape.gradient(loss, network.trainable_variables)
 

@@ -12,7 +12,9 @@ and a transposed convolution writes (i', j') only to high-resolution positions a
 ``tests/test_hybrid.py`` checks the invariant with gradients.
 
 Conditioning: a 1x1 projection of u, average-pooled to the block's resolution, is added to every gated resnet's
-gate pre-activations (the spatial form of PixelCNN++'s ``h`` conditioning; AGAVE conditions the same way).
+gate pre-activations (the spatial form of PixelCNN++'s ``h`` conditioning; AGAVE conditions the same way). With
+``conditional=False`` the network is the unconditional PixelCNN++ (no projections, no condition input): the
+architecture of ``tfd.PixelCNN`` in ``benchmarks/train_throughput.py``, and a baseline without the VAE.
 """
 
 import keras
@@ -232,13 +234,14 @@ class GatedResnet(keras.layers.Layer):
     """``x + a * sigmoid(b)`` with ``[a, b] = conv(dropout(concat_elu(conv(concat_elu(x)) + nin(skip)))) + nin(h)``.
 
     Call arguments: ``x [B, H, W, F]``; ``skip`` (the other stream or the matching up-pass block, any channels, or
-    None); ``condition`` (u pooled to this resolution); ``training`` (dropout only).
+    None); ``condition`` (u pooled to this resolution; None for a block built with ``conditional=False``, which has
+    no ``nin(h)`` term); ``training`` (dropout only).
     """
 
-    def __init__(self, filters, shift, dropout, seed, has_skip, weight_norm=False, **kwargs):
+    def __init__(self, filters, shift, dropout, seed, has_skip, weight_norm=False, conditional=True, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.shift, self.dropout, self.seed, self.has_skip = filters, shift, dropout, seed, has_skip
-        self.weight_norm = weight_norm
+        self.weight_norm, self.conditional = weight_norm, bool(conditional)
         kernel = (2, 3) if shift == "down" else (2, 2)
         # The gate starts near zero (output std ~0.1 of its input's), so each block starts close to the identity:
         # a small initializer, or with weight norm a data-dependent scale of 0.1 (PixelCNN++'s init_scale).
@@ -250,25 +253,36 @@ class GatedResnet(keras.layers.Layer):
             self.drop = SeededDropout(dropout, seed=seed, name="dropout")
             self.conv_out = ShiftedConv2D(2 * filters, kernel, shift, kernel_initializer=small,
                                           weight_norm=weight_norm, init_scale=0.1, name="conv_out")
-            self.condition_projection = keras.layers.Dense(2 * filters, kernel_initializer=small, name="condition")
+            self.condition_projection = (keras.layers.Dense(2 * filters, kernel_initializer=small, name="condition")
+                                         if self.conditional else None)
 
     def call(self, x, skip=None, condition=None, training=None):
         return self._gated(x, self.conv_in, skip, lambda h: self.conv_out(self.drop(h, training=training)),
-                           self.condition_projection(condition))
+                           self.gate_bias(condition))
 
     def _gated(self, x, conv_in, skip, conv_out, gate_bias):
         """The block's maths with the two convolutions given as functions (whole maps, a row, a pixel)."""
         hidden = conv_in(concat_elu(x))
         if self.skip_projection is not None:
             hidden = hidden + self.skip_projection(concat_elu(skip))
-        gates = conv_out(concat_elu(hidden)) + gate_bias
+        gates = conv_out(concat_elu(hidden))
+        if gate_bias is not None:
+            gates = gates + gate_bias
         a, b = tf.split(gates, 2, axis=-1)
         return x + a * tf.sigmoid(b)
 
     # ------------------------------------------------------------------ incremental evaluation (test mode)
 
     def gate_bias(self, condition):
-        """The conditioning term of the gates, ``[B, H, W, 2F]``: computed once per image by the cached sampler."""
+        """The conditioning term of the gates, ``[B, H, W, 2F]`` (None for an unconditional block): computed once
+        per image by the cached sampler."""
+        if not self.conditional:
+            if condition is not None:
+                raise ValueError(f"Block {self.name!r} was built with conditional=False: argument `condition` must "
+                                 f"be None. Received a tensor of shape {condition.shape}.")
+            return None
+        if condition is None:
+            raise ValueError(f"Block {self.name!r} is conditional: argument `condition` is required.")
         return self.condition_projection(condition)
 
     def initial_cache(self, batch, width, dtype):
@@ -305,12 +319,14 @@ class GatedResnet(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "shift": self.shift, "dropout": self.dropout,
-                "seed": self.seed, "has_skip": self.has_skip, "weight_norm": self.weight_norm}
+                "seed": self.seed, "has_skip": self.has_skip, "weight_norm": self.weight_norm,
+                "conditional": self.conditional}
 
 
 @keras.saving.register_keras_serializable(package="gd_bottleneck")
 class ConditionalPixelCNN(keras.layers.Layer):
-    """The PixelCNN++ network: ``(x [B, H, W, 3] in [-1, 1], u [B, H, W, Cu]) -> v [B, H, W, output_dim]``.
+    """The PixelCNN++ network: ``(x [B, H, W, 3] in [-1, 1], u [B, H, W, Cu]) -> v [B, H, W, output_dim]``, or
+    ``x -> v`` when built with ``conditional=False``.
 
     ``stages`` resolutions (H, H/2, H/4 for 3), ``resnets_per_stage`` gated resnets per stream and stage on the way
     down in resolution and one more (except at the coarsest stage) on the way back up: 64 gated resnets for the
@@ -325,10 +341,12 @@ class ConditionalPixelCNN(keras.layers.Layer):
         seed: base seed of the dropout layers.
         weight_norm: weight-normalised convolutions and projections (gd_bottleneck/weight_norm.py), initialised
             from data by ``HybridVAE.initialize_from_data``.
+        conditional: whether every gated resnet adds a projection of u to its gates (True: called on ``[x, u]``).
+            False gives the unconditional PixelCNN++, called on ``x`` alone, with no projections to compute.
     """
 
     def __init__(self, filters, resnets_per_stage, stages, dropout, output_dim, seed=None, weight_norm=False,
-                 **kwargs):
+                 conditional=True, **kwargs):
         super().__init__(**kwargs)
         self.filters = check_int(filters, "filters", 1)
         self.resnets_per_stage = check_int(resnets_per_stage, "resnets_per_stage", 1)
@@ -337,11 +355,14 @@ class ConditionalPixelCNN(keras.layers.Layer):
         self.output_dim = check_int(output_dim, "output_dim", 1)
         self.seed = check_seed(seed)
         self.weight_norm = wn = bool(weight_norm)
+        if not isinstance(conditional, bool):
+            raise ValueError(f"Argument `conditional` must be True or False. Received: conditional={conditional!r}")
+        self.conditional = conditional
         f, r, s = self.filters, self.resnets_per_stage, self.stages
         up_count, down_count = r * s, r * s + (s - 1)
         seeds = iter(derived_seeds(self.seed, 2 * (up_count + down_count)))
         block = lambda shift, has_skip, name: GatedResnet(f, shift, self.dropout, next(seeds), has_skip,  # noqa: E731
-                                                          weight_norm=wn, name=name)
+                                                          weight_norm=wn, conditional=conditional, name=name)
         with policy_scope(self.dtype_policy):  # the whole network computes in this layer's dtype policy
             self.first_rows = ShiftedConv2D(f, (2, 3), "down", weight_norm=wn, name="first_rows")
             self.first_row_left = ShiftedConv2D(f, (1, 3), "down", weight_norm=wn, name="first_row_left")
@@ -363,7 +384,7 @@ class ConditionalPixelCNN(keras.layers.Layer):
                                                                            name="output_head")
 
     def call(self, inputs, training=None):
-        x, condition = inputs
+        x, condition = self._image_and_condition(inputs)
         r, s = self.resnets_per_stage, self.stages
         x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)  # marks real pixels apart from zero padding
         conditions = self.conditions(condition)
@@ -391,8 +412,22 @@ class ConditionalPixelCNN(keras.layers.Layer):
                 u, ul = self.upsample_u[stage - 1](u), self.upsample_ul[stage - 1](ul)
         return self.output_head(tf.nn.elu(ul))
 
+    def _image_and_condition(self, inputs):
+        """``(x, u)`` from a conditional network's ``[x, u]``, ``(x, None)`` from an unconditional one's ``x``."""
+        if self.conditional:
+            if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+                raise ValueError(f"A conditional {type(self).__name__} is called on `inputs` = [x, u] (the image and "
+                                 f"the condition). Received: {type(inputs).__name__}.")
+            return tuple(inputs)
+        if isinstance(inputs, (list, tuple)):
+            raise ValueError(f"An unconditional {type(self).__name__} (conditional=False) is called on `inputs` = x "
+                             f"alone. Received a {type(inputs).__name__} of {len(inputs)}.")
+        return inputs, None
+
     def conditions(self, condition):
-        """u average-pooled to every stage's resolution: ``[u, pool2(u), pool4(u), ...]``."""
+        """u average-pooled to every stage's resolution: ``[u, pool2(u), pool4(u), ...]`` (Nones without u)."""
+        if condition is None:
+            return [None] * self.stages
         return [condition] + [tf.nn.avg_pool2d(condition, 2**k, 2**k, "VALID") for k in range(1, self.stages)]
 
     def up_blocks(self, stage):
@@ -408,9 +443,10 @@ class ConditionalPixelCNN(keras.layers.Layer):
         return list(range(start, start + r + (stage < s - 1)))
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0][:-1]) + (self.output_dim,)
+        image_shape = input_shape[0] if self.conditional else input_shape
+        return tuple(image_shape[:-1]) + (self.output_dim,)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "resnets_per_stage": self.resnets_per_stage,
                 "stages": self.stages, "dropout": self.dropout, "output_dim": self.output_dim, "seed": self.seed,
-                "weight_norm": self.weight_norm}
+                "weight_norm": self.weight_norm, "conditional": self.conditional}

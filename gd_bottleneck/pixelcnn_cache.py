@@ -71,6 +71,9 @@ class IncrementalPixelCNN:
     def __init__(self, network, condition):
         if not isinstance(network, ConditionalPixelCNN):
             raise TypeError(f"`network` must be a ConditionalPixelCNN. Received {type(network).__name__}.")
+        if not network.conditional:  # the samplers draw from HybridVAE models, whose network is conditional
+            raise ValueError("`network` must be conditional (built with conditional=True): incremental evaluation "
+                             "is implemented for the hybrid model's network.")
         self.net = net = network
         # Caches hold activations in the network's compute dtype (bfloat16/float16 under a mixed policy), and the
         # condition is cast before pooling, as the network's own call does.

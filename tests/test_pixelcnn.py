@@ -45,9 +45,9 @@ def test_strided_and_transposed_convolutions_halve_and_double():
     assert ShiftedConv2DTranspose(5, "down_right")(x).shape == (2, 16, 16, 5)
 
 
-def make_network(stages=3, resnets=1, dropout=0.5, dtype=None):
+def make_network(stages=3, resnets=1, dropout=0.5, dtype=None, conditional=True):
     return ConditionalPixelCNN(filters=8, resnets_per_stage=resnets, stages=stages, dropout=dropout, output_dim=10,
-                               seed=4, dtype=dtype)
+                               seed=4, dtype=dtype, conditional=conditional)
 
 
 @pytest.mark.parametrize("stages, resnets, dtype", [(1, 2, None), (2, 1, None), (3, 1, None),
@@ -79,3 +79,60 @@ def test_dropout_is_active_only_in_training():
     inputs = [tf.random.uniform([2, 8, 8, 3], -1.0, 1.0, seed=8), tf.random.normal([2, 8, 8, 6], seed=9)]
     np.testing.assert_array_equal(network(inputs, training=False).numpy(), network(inputs, training=False).numpy())
     assert not np.allclose(network(inputs, training=True).numpy(), network(inputs, training=True).numpy())
+
+
+# --- the unconditional PixelCNN++ (conditional=False) ---
+
+def test_the_unconditional_network_is_causal_and_sees_its_neighbours():
+    network = make_network(conditional=False)
+    deps = pixel_dependencies(lambda x: network(x, training=False), tf.random.uniform([1, 8, 8, 3], -1.0, 1.0, seed=5))
+    assert not np.any(deps & ~strictly_before(8, 8)), "a pixel's v depends on itself or on a later pixel"
+    assert_sees_above_and_left_neighbours(deps)
+
+
+def test_the_unconditional_network_is_the_conditional_one_with_zero_projections():
+    """Same weights, the conditional network's condition projections set to zero: the same v, bit for bit (in
+    training mode too, so the dropout layers draw the same masks)."""
+    x = tf.random.uniform([2, 8, 8, 3], -1.0, 1.0, seed=10)
+    condition = tf.random.normal([2, 8, 8, 6], seed=11)
+    conditional, unconditional = make_network(), make_network(conditional=False)
+    conditional([x, condition]), unconditional(x)
+    blocks = conditional.up_u + conditional.up_ul + conditional.down_u + conditional.down_ul
+    projections = {id(w) for block in blocks for w in block.condition_projection.weights}
+    assert len(projections) == 2 * len(blocks)
+    kept = [w for w in conditional.weights if id(w) not in projections]
+    assert [w.path.split("/", 1)[1] for w in unconditional.weights] == [w.path.split("/", 1)[1] for w in kept]
+    for target, source in zip(unconditional.weights, kept):
+        target.assign(source)
+    for block in blocks:
+        for weight in block.condition_projection.weights:
+            weight.assign(tf.zeros_like(weight))
+    for training in (False, True):
+        np.testing.assert_array_equal(unconditional(x, training=training).numpy(),
+                                      conditional([x, condition], training=training).numpy())
+
+
+def test_the_unconditional_network_round_trips_through_its_config():
+    network = make_network(stages=2, conditional=False)
+    network(tf.zeros([1, 8, 8, 3]))
+    clone = ConditionalPixelCNN.from_config(network.get_config())
+    clone(tf.zeros([1, 8, 8, 3]))
+    assert clone.conditional is False and clone.up_u[0].condition_projection is None
+    clone.set_weights(network.get_weights())
+    x = tf.random.uniform([1, 8, 8, 3], -1.0, 1.0, seed=12)
+    np.testing.assert_array_equal(clone(x).numpy(), network(x).numpy())
+
+
+def test_inputs_that_do_not_match_the_conditioning_are_refused_by_name():
+    x, condition = tf.zeros([1, 8, 8, 3]), tf.zeros([1, 8, 8, 6])
+    with pytest.raises(ValueError, match=r"`inputs` = \[x, u\]"):
+        make_network()(x)
+    with pytest.raises(ValueError, match="`inputs` = x alone"):
+        make_network(conditional=False)([x, condition])
+    with pytest.raises(ValueError, match="`conditional` must be True or False. Received: conditional='no'"):
+        make_network(conditional="no")
+    with pytest.raises(ValueError, match="`condition` must be None"):
+        make_network(conditional=False).up_u[0].gate_bias(condition)
+    from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN
+    with pytest.raises(ValueError, match="`network` must be conditional"):
+        IncrementalPixelCNN(make_network(conditional=False), condition)
