@@ -11,10 +11,11 @@ from benchmarks.sampling import context_dependent_weights
 from gd_bottleneck import HybridVAE
 from gd_bottleneck import sampling
 from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN
-from tests.tiny_models import TINY
+from tests.tiny_models import RUN_MODEL, TINY
 
 BOTTLENECK_KWARGS = {"none": {}, "gaussian_dropout": {"dropout_rate": 0.2}, "variational": {"beta": 0.5}}
-# A second structure: 2 gated resnets per stage, 2 stages, wider mixture.
+# A second structure: 2 gated resnets per stage, 2 stages, wider mixture. RUN_MODEL (one stage) is the model the run
+# tests train, sample from in their image summaries and export.
 DEEPER = TINY.replace(pixelcnn_resnets_per_stage=2, pixelcnn_stages=2, mixture_components=5)
 
 
@@ -53,8 +54,9 @@ def test_incremental_network_outputs_equal_a_full_pass_at_every_pixel():
 
 
 @pytest.mark.parametrize("config, bottleneck", [(TINY, "gaussian_dropout"), (TINY, "variational"), (DEEPER, "none"),
-                                                (TINY.replace(weight_norm=True), "gaussian_dropout")],
-                         ids=["gaussian_dropout", "variational", "none_2_stages", "weight_norm"])
+                                                (TINY.replace(weight_norm=True), "gaussian_dropout"),
+                                                (RUN_MODEL, "gaussian_dropout")],
+                         ids=["gaussian_dropout", "variational", "none_2_stages", "weight_norm", "one_stage"])
 def test_cached_sampler_draws_exactly_the_reference_samples(config, bottleneck):
     model = perturbed_model(config, bottleneck)
     z = sampling.prior_latents(model, [5, 6], 6)
