@@ -151,25 +151,45 @@ class ShiftedConv2D(keras.layers.Layer):
         return self.on_window(window), cache
 
     def initial_pixel_cache(self, batch, width, channels, dtype):
-        """Zeros ``[B, kh, width + kw - 1, C]``: a ``"down_right"`` convolution's padded input rows, the last one
-        being the row in progress (see :meth:`pixel_step`)."""
+        """A ``"down_right"`` convolution's padded input at the top left of the image, ``(above, row, left)``:
+
+        * ``above [B, kh - 1, width + kw - 1, C]``: the rows above the row in progress (read, never written, while
+          a row is drawn);
+        * ``row [B, 1, width + kw - 1, C]``: the row in progress (written, never read, while it is drawn; it
+          becomes the last row of ``above`` at :meth:`next_row`);
+        * ``left [B, 1, kw - 1, C]``: its last ``kw - 1`` values (the next window's bottom left).
+
+        Why three tensors and not one: TensorFlow writes into a tensor in place only when nothing else reads it.
+        A single cache that is both written and read at every pixel was copied whole at every write, which took
+        about half of ``small()``'s pixel step (see :meth:`pixel_window`)."""
         kh, kw = self.kernel_size
-        return tf.zeros([batch, kh, width + kw - 1, channels], dtype)
+        padded = width + kw - 1
+        return (tf.zeros([batch, kh - 1, padded, channels], dtype), tf.zeros([batch, 1, padded, channels], dtype),
+                tf.zeros([batch, 1, kw - 1, channels], dtype))
 
     def pixel_window(self, cache, column, value, image_indices=None):
         """Writes input ``value [B, 1, 1, C]`` at ``column`` of the row in progress of a ``"down_right"``
-        convolution's cache; returns ``(the window of the output at that column, new cache)``.
+        convolution's cache (:meth:`initial_pixel_cache`); returns ``(the window of the output at that column
+        [B, kh, kw, C], new cache)``. Called at every column of a row, left to right.
 
-        ``image_indices``: ``tf.range(B)``, computed once by the caller. Then every convolution of a pixel step
-        builds its write position from the same tensors, and TensorFlow's graph optimizer computes it once for all
-        of them (ops per pixel are what a sampler's step pays for)."""
+        The window is the rows above at columns ``column .. column + kw - 1`` (padded coordinates), then ``left``
+        and ``value``: one concatenation of ``[B, 1, (kh - 1) * kw + kw - 1 + 1, C]``, reshaped (row-major, so the
+        values are in the order of the window). ``image_indices``: ``tf.range(B)``, computed once by the caller,
+        so that every write of a pixel step builds its position from the same tensors and TensorFlow's graph
+        optimizer computes it once for all of them (ops per pixel are what a sampler's step pays for)."""
         kh, kw = self.kernel_size
+        above, row, left = cache
         if image_indices is None:
-            image_indices = tf.range(tf.shape(cache)[0])
-        rows = tf.fill(tf.shape(image_indices), kh - 1)
-        columns = tf.fill(tf.shape(image_indices), column + kw - 1)
-        cache = tf.tensor_scatter_nd_update(cache, tf.stack([image_indices, rows, columns], axis=1), value[:, 0, 0])
-        return window_columns(cache, column, kw), cache
+            image_indices = tf.range(tf.shape(row)[0])
+        channels = value.shape[-1]
+        above_window = tf.reshape(window_columns(above, column, kw), [-1, 1, (kh - 1) * kw, channels])
+        bottom = tf.concat([above_window, left, value], axis=2)  # [B, 1, kh * kw, C]
+        window = tf.reshape(bottom, [-1, kh, kw, channels])
+        where = tf.stack([image_indices, tf.zeros_like(image_indices),
+                          tf.fill(tf.shape(image_indices), column + kw - 1)], axis=1)
+        row = tf.tensor_scatter_nd_update(row, where, value[:, 0, 0])
+        left = value if kw == 2 else bottom[:, :, kh * kw - (kw - 1):]
+        return window, (above, row, left)
 
     def pixel_step(self, cache, column, value, image_indices=None):
         """``(output at column [B, 1, 1, F], new cache)`` of a stride-1 ``"down_right"`` convolution: everything it
@@ -179,8 +199,11 @@ class ShiftedConv2D(keras.layers.Layer):
 
     @staticmethod
     def next_row(cache):
-        """A pixel cache at the start of a new row: every row moves up one, the new row in progress is zeros."""
-        return tf.concat([cache[:, 1:], tf.zeros_like(cache[:, :1])], axis=1)
+        """A pixel cache at the start of a new row: the finished row joins the rows above (the oldest leaves), the
+        new row in progress and its left values are zeros (the left padding)."""
+        above, row, left = cache
+        above = row if above.shape[1] == 1 else tf.concat([above[:, 1:], row], axis=1)
+        return above, tf.zeros_like(row), tf.zeros_like(left)
 
     def compute_output_shape(self, input_shape):
         scale = lambda n: None if n is None else n // self.strides

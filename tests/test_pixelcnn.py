@@ -37,6 +37,23 @@ def test_shifted_convolutions_see_exactly_their_window(shift, kernel, rows, cols
     np.testing.assert_array_equal(deps[i, j], expected)
 
 
+@pytest.mark.parametrize("kernel", [(2, 2), (2, 1), (2, 3), (3, 3)])
+def test_a_down_right_convolution_drawn_pixel_by_pixel_equals_the_whole_map(kernel):
+    """The sampler's pixel cache (rows above, row in progress, its last kw - 1 values) at kernel sizes the network
+    does not use too: every output from ``pixel_step`` in raster order, with ``next_row`` between rows."""
+    layer = ShiftedConv2D(5, kernel, "down_right")
+    x = tf.random.stateless_normal([2, 4, 6, 3], seed=[1, 2])
+    whole = layer(x)
+    cache = layer.initial_pixel_cache(2, 6, 3, tf.float32)
+    for row in range(4):
+        if row:
+            cache = ShiftedConv2D.next_row(cache)
+        for col in range(6):
+            output, cache = layer.pixel_step(cache, col, x[:, row:row + 1, col:col + 1])
+            np.testing.assert_allclose(output.numpy(), whole[:, row:row + 1, col:col + 1].numpy(), rtol=1e-5,
+                                       atol=1e-6, err_msg=f"pixel ({row}, {col})")
+
+
 def test_strided_and_transposed_convolutions_halve_and_double():
     x = tf.random.normal([2, 8, 8, 3], seed=2)
     assert ShiftedConv2D(5, (2, 3), "down", strides=2)(x).shape == (2, 4, 4, 5)
