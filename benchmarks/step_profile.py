@@ -3,6 +3,7 @@
     python -m benchmarks.step_profile --side=ours              # our PixelCNN++ step, benchmarks.train_throughput --quick
     python -m benchmarks.step_profile --side=reference         # tfd.PixelCNN's step, same architecture
     python -m benchmarks.step_profile --side=hybrid            # the Figure 2 sweep's step: small() at 8x8, batch 32
+    python -m benchmarks.step_profile --side=hybrid --image_size=32 --batch_size=16   # small() at CIFAR's size
     TF_NUM_INTRAOP_THREADS=1 taskset -c 0 python -m benchmarks.step_profile --side=ours --steps=20   # one core
 
 Why: where op dispatch dominates (small models on a CPU), a step's wall time is a sum of many small ops, and which
@@ -79,8 +80,9 @@ def profile(run_steps, steps):
             return op_events(xplane_pb2.XSpace.FromString(stream.read()))
 
 
-def step_runner(side, arch_name):
-    """``run_steps(n)``: ``n`` training steps of ``side`` (warmed up: traced and run twice)."""
+def step_runner(side, arch_name, image_size=8, batch_size=32):
+    """``run_steps(n)``: ``n`` training steps of ``side`` (warmed up: traced and run twice); ``image_size`` and
+    ``batch_size`` are the hybrid side's."""
     from benchmarks import train_throughput
 
     if side == "hybrid":
@@ -88,11 +90,11 @@ def step_runner(side, arch_name):
         from gd_bottleneck.config import PRESETS
         from gd_bottleneck.training.optimizer import FusedAdam
 
-        model = HybridVAE(PRESETS["small"](8), bottleneck="gaussian_dropout", dropout_rate=0.15, seed=0)
+        model = HybridVAE(PRESETS["small"](image_size), bottleneck="gaussian_dropout", dropout_rate=0.15, seed=0)
         model.compile(optimizer=FusedAdam(1e-3))
-        images = np.random.default_rng(0).integers(0, 256, (32 * 64, 8, 8, 3), dtype=np.uint8)
-        model.fit(images[:64], batch_size=32, epochs=1, verbose=0)
-        return lambda n: model.fit(images[:32 * n], batch_size=32, epochs=1, verbose=0)
+        images = np.random.default_rng(0).integers(0, 256, (batch_size * 64, image_size, image_size, 3), np.uint8)
+        model.fit(images[:2 * batch_size], batch_size=batch_size, epochs=1, verbose=0)
+        return lambda n: model.fit(images[:batch_size * n], batch_size=batch_size, epochs=1, verbose=0)
     arch = {**train_throughput.ARCHITECTURES[arch_name], "weight_norm": False}  # the trainer's default
     step = (train_throughput.ours_step(arch, jit_compile=False)[0] if side == "ours"
             else train_throughput.reference_step(arch))
@@ -111,17 +113,24 @@ def main():
     parser.add_argument("--side", choices=["ours", "reference", "hybrid"], default="ours")
     parser.add_argument("--arch", choices=["quick", "paper"], default="quick",
                         help="benchmarks.train_throughput's architecture (ours and reference)")
-    parser.add_argument("--steps", type=int, default=10, help="profiled steps (at least 1)")
+    parser.add_argument("--image_size", type=int, default=8, help="the hybrid side's image size (a power of 2, >= 8)")
+    parser.add_argument("--batch_size", type=int, default=32, help="the hybrid side's batch size (at least 1)")
+    parser.add_argument("--steps", type=int, default=10, help="profiled steps (at least 1, at most 64)")
     parser.add_argument("--top", type=int, default=20, help="op types listed")
     args = parser.parse_args()
-    if args.steps < 1 or args.top < 1:
-        parser.error(f"--steps and --top must be at least 1 (got {args.steps} and {args.top})")
-    rows, totals = summarize(profile(step_runner(args.side, args.arch), args.steps), args.steps)
+    if not 1 <= args.steps <= 64 or args.top < 1 or args.batch_size < 1:
+        parser.error(f"--steps must be in [1, 64], --top and --batch_size at least 1 (got {args.steps}, {args.top} "
+                     f"and {args.batch_size})")
+    if args.image_size < 8 or args.image_size & (args.image_size - 1):
+        parser.error(f"--image_size must be a power of 2, at least 8 (got {args.image_size})")
+    runner = step_runner(args.side, args.arch, args.image_size, args.batch_size)
+    rows, totals = summarize(profile(runner, args.steps), args.steps)
     print(f"{'op type':<32}{'ops/step':>10}{'ms/step':>10}{'share':>8}")
     for row in rows[:args.top]:
         print(f"{row['op']:<32}{row['count']:>10.1f}{row['ms']:>10.2f}{row['ms'] / totals['op_ms_per_step']:>8.1%}")
     print(f"{'all ' + str(len(rows)) + ' op types':<32}{totals['ops_per_step']:>10.1f}{totals['op_ms_per_step']:>10.2f}")
-    print(json.dumps({"side": args.side, "arch": "small-8x8-b32" if args.side == "hybrid" else args.arch,
+    print(json.dumps({"side": args.side, "arch": (f"small-{args.image_size}x{args.image_size}-b{args.batch_size}" if args.side == "hybrid"
+                                          else args.arch),
                       "steps": args.steps, **{k: round(v, 3) for k, v in totals.items()},
                       "top": [{k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
                               for row in rows[:args.top]]}))

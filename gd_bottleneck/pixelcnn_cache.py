@@ -180,19 +180,30 @@ class IncrementalPixelCNN:
 
     # ------------------------------------------------------------------ pixel mode: the ul stream
 
-    def output(self, state, row, col):
-        """v at pixel (row, col): ``([B, 1, 1, output_dim], state)``. Needs rows above and pixels left drawn."""
+    def output(self, state, row, col, depth_bounds=None):
+        """v at pixel (row, col): ``([B, 1, 1, output_dim], state)``. Needs rows above and pixels left drawn.
+
+        ``depth_bounds``: ``(low, high)`` with ``low <= depth(row, col) <= high`` known when the graph is built
+        (default ``(0, stages - 1)``). The deeper stages within the bounds are computed or skipped without a
+        ``tf.cond``; only those in between are decided at run time. A condition in a pixel loop costs on every
+        pixel, whichever branch runs: TensorFlow routes every tensor the branches use through a switch and marks
+        every op of the branch not taken as dead."""
+        low, high = (0, self.s - 1) if depth_bounds is None else depth_bounds
+        if not 0 <= low <= high <= self.s - 1:
+            raise ValueError(f"Argument `depth_bounds` must satisfy 0 <= low <= high <= {self.s - 1} (stages - 1). "
+                             f"Received: depth_bounds={depth_bounds!r}")
         state = _copied(state)
         x, net = state["x"], self.net
         from_above = crop(state["ul_first_row"], columns=(col, 1))
         # pixels (row-1, col-1) and (row, col-1)
         from_left = net.first_column_left.on_window(crop(x, rows=(row, 2), columns=(col, 1)))
         ul = from_above + tf.where(col > 0, from_left, 0.0)
-        state, ul = self._pixel_stage(state, 0, row, col, ul)
+        state, ul = self._pixel_stage(state, 0, row, col, ul, low, high)
         return net.output_head(tf.nn.elu(ul)), state
 
-    def _pixel_stage(self, state, stage, row, col, ul):
-        """Stage ``stage`` at (row, col) // 2**stage; ``ul`` is its first up-pass entry ``[B, 1, 1, F]``."""
+    def _pixel_stage(self, state, stage, row, col, ul, low, high):
+        """Stage ``stage`` at (row, col) // 2**stage; ``ul`` is its first up-pass entry ``[B, 1, 1, F]``; the
+        pixel's depth is within ``[low, high]`` (see :meth:`output`)."""
         net, images = self.net, self.image_indices
         stage_row, stage_col = row // 2**stage, col // 2**stage
         pixel = lambda t: crop(t, columns=(stage_col, 1))  # noqa: E731  a row value at this column
@@ -207,16 +218,19 @@ class IncrementalPixelCNN:
             downsample = net.downsample_ul[stage]
             window, state["downsample_ul"][stage] = downsample.pixel_window(state["downsample_ul"][stage],
                                                                             stage_col, entries[-1], images)
-            deeper = tf.logical_and(row % 2 ** (stage + 1) == 0, col % 2 ** (stage + 1) == 0)
 
             def run_deeper():
-                inner, _ = self._pixel_stage(_copied(state), stage + 1, row, col, downsample.on_window(window))
+                inner, _ = self._pixel_stage(_copied(state), stage + 1, row, col, downsample.on_window(window),
+                                             low, high)
                 return {key: inner[key] for key in self.PIXEL_KEYS}
 
-            # Only what a pixel step changes goes through the condition (each tensor through it costs ops).
-            changed = tf.cond(deeper, run_deeper, lambda: {key: list(state[key]) if isinstance(state[key], list)
-                                                             else state[key] for key in self.PIXEL_KEYS})
-            state = {**state, **changed}
+            if stage < low:  # known to run
+                state = {**state, **run_deeper()}
+            elif stage < high:  # decided per pixel; only what a pixel step changes goes through the condition
+                deeper = tf.logical_and(row % 2 ** (stage + 1) == 0, col % 2 ** (stage + 1) == 0)
+                changed = tf.cond(deeper, run_deeper, lambda: {key: list(state[key]) if isinstance(state[key], list)
+                                                                 else state[key] for key in self.PIXEL_KEYS})
+                state = {**state, **changed}
             coarse = crop(state["down_ul_final"][stage][:, tf.newaxis], columns=(stage_col // 2, 1))
             block = net.upsample_ul[stage](coarse)  # [B, 2, 2, F]: the 4 positions this coarse pixel writes
             ul = crop(block, rows=(stage_row % 2, 1), columns=(stage_col % 2, 1))
