@@ -110,21 +110,29 @@ class ShiftedConv2D(keras.layers.Layer):
     # A generator that fills an image in raster order keeps, per convolution, the part of its (padded) input that
     # later outputs still need, and evaluates the convolution only where a new output became computable.
 
-    def on_window(self, window):
+    def on_window(self, window, weights=None):
         """The outputs whose receptive fields make up ``window``, an input slice *with the padding in place*
         (e.g. ``[B, kh, kw, C]`` -> one output ``[B, 1, 1, F]``).
 
         A window of exactly one receptive field is one matrix product, ``[B, kh * kw * C] @ [kh * kw * C, F]``:
         the same sum of products as the convolution, and much cheaper to dispatch than a convolution op on a
         single position (oneDNN's convolution of one position cost about 0.1 ms of fixed overhead here).
+        ``weights``: :meth:`window_weights`, if the caller computed them once for many windows.
         """
         kh, kw = self.kernel_size
         if window.shape[1] != kh or window.shape[2] != kw:
             return self.conv(window)
-        kernel, bias = self._effective_weights(window.dtype)
+        kernel, bias = self.window_weights(window.dtype) if weights is None else weights
         flat = tf.reshape(window, [-1, kh * kw * window.shape[3]])
-        output = tf.matmul(flat, tf.reshape(kernel, [-1, self.filters])) + bias
+        output = tf.matmul(flat, kernel) + bias
         return tf.reshape(output, [-1, 1, 1, self.filters])
+
+    def window_weights(self, dtype):
+        """``(kernel [kh * kw * C, F], bias [F])`` of :meth:`on_window`'s matrix product. The cached sampler
+        computes them once, before its pixel loop: ops written in a loop's body run at every step, and these
+        (a reshape, and the kernel's normalisation with weight norm) do not change from pixel to pixel."""
+        kernel, bias = self._effective_weights(dtype)
+        return tf.reshape(kernel, [-1, self.filters]), bias
 
     def _effective_weights(self, dtype):
         """``(kernel, bias)`` as the convolution computes with them (the normalised kernel with weight norm)."""
@@ -191,11 +199,12 @@ class ShiftedConv2D(keras.layers.Layer):
         left = value if kw == 2 else bottom[:, :, kh * kw - (kw - 1):]
         return window, (above, row, left)
 
-    def pixel_step(self, cache, column, value, image_indices=None):
+    def pixel_step(self, cache, column, value, image_indices=None, weights=None):
         """``(output at column [B, 1, 1, F], new cache)`` of a stride-1 ``"down_right"`` convolution: everything it
-        sees (the rows above, the pixels to the left and this one) is known (see :meth:`pixel_window`)."""
+        sees (the rows above, the pixels to the left and this one) is known (see :meth:`pixel_window`;
+        ``weights``: see :meth:`on_window`)."""
         window, cache = self.pixel_window(cache, column, value, image_indices)
-        return self.on_window(window), cache
+        return self.on_window(window, weights), cache
 
     @staticmethod
     def next_row(cache):
@@ -316,21 +325,29 @@ class GatedResnet(keras.layers.Layer):
 
     def row_step(self, cache, x, skip, gate_bias):
         """A ``"down"`` block on one row ``x [B, 1, W, F]`` (``gate_bias`` that row's): ``(y, new cache)``."""
-        return self._incremental(cache, x, skip, gate_bias, lambda conv, part, inputs: conv.row_step(part, inputs))
-
-    def pixel_step(self, cache, x, skip, gate_bias, column, image_indices=None):
-        """A ``"down_right"`` block at one pixel ``x [B, 1, 1, F]`` of the row in progress: ``(y, new cache)``
-        (``image_indices``: see :meth:`ShiftedConv2D.pixel_window`)."""
         return self._incremental(cache, x, skip, gate_bias,
-                                 lambda conv, part, inputs: conv.pixel_step(part, column, inputs, image_indices))
+                                 lambda index, conv, part, inputs: conv.row_step(part, inputs))
+
+    def pixel_step(self, cache, x, skip, gate_bias, column, image_indices=None, window_weights=None):
+        """A ``"down_right"`` block at one pixel ``x [B, 1, 1, F]`` of the row in progress: ``(y, new cache)``
+        (``image_indices``: see :meth:`ShiftedConv2D.pixel_window`; ``window_weights``: :meth:`window_weights`
+        computed once by the caller)."""
+        weights = window_weights or (None, None)
+        return self._incremental(cache, x, skip, gate_bias, lambda index, conv, part, inputs: conv.pixel_step(
+            part, column, inputs, image_indices, weights[index]))
+
+    def window_weights(self, dtype):
+        """Both convolutions' :meth:`ShiftedConv2D.window_weights`, for :meth:`pixel_step`."""
+        return self.conv_in.window_weights(dtype), self.conv_out.window_weights(dtype)
 
     def _incremental(self, cache, x, skip, gate_bias, step):
-        """:meth:`_gated` with each convolution run by ``step(conv, its cache, inputs) -> (output, new cache)``."""
+        """:meth:`_gated` with each convolution run by ``step(index, conv, its cache, inputs) -> (output, new
+        cache)`` (index 0 for ``conv_in``, 1 for ``conv_out``)."""
         caches = list(cache)
 
         def convolution(index):
             def run(inputs):
-                output, caches[index] = step((self.conv_in, self.conv_out)[index], caches[index], inputs)
+                output, caches[index] = step(index, (self.conv_in, self.conv_out)[index], caches[index], inputs)
                 return output
             return run
 

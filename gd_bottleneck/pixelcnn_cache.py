@@ -83,6 +83,12 @@ class IncrementalPixelCNN:
         self.image_indices = tf.range(self.batch)  # the image of every write (see ShiftedConv2D.pixel_window)
         self.size = int(condition.shape[1])
         self.f, self.s = net.filters, net.stages
+        # The matrix-form weights of every convolution the pixel steps evaluate, computed here, outside the loops.
+        dtype = self.dtype
+        self.up_weights_ul = [block.window_weights(dtype) for block in net.up_ul]
+        self.down_weights_ul = [block.window_weights(dtype) for block in net.down_ul]
+        self.downsample_weights_ul = [conv.window_weights(dtype) for conv in net.downsample_ul]
+        self.first_column_weights = net.first_column_left.window_weights(dtype)
         # The conditioning terms of every gate, exactly as a full pass computes them (whole maps, once per image).
         conditions = net.conditions(condition)
         self.up_gates, self.up_gates_ul = [None] * len(net.up_u), [None] * len(net.up_ul)
@@ -196,7 +202,8 @@ class IncrementalPixelCNN:
         x, net = state["x"], self.net
         from_above = crop(state["ul_first_row"], columns=(col, 1))
         # pixels (row-1, col-1) and (row, col-1)
-        from_left = net.first_column_left.on_window(crop(x, rows=(row, 2), columns=(col, 1)))
+        from_left = net.first_column_left.on_window(crop(x, rows=(row, 2), columns=(col, 1)),
+                                                    self.first_column_weights)
         ul = from_above + tf.where(col > 0, from_left, 0.0)
         state, ul = self._pixel_stage(state, 0, row, col, ul, low, high)
         return net.output_head(tf.nn.elu(ul)), state
@@ -212,7 +219,8 @@ class IncrementalPixelCNN:
         for i in net.up_blocks(stage):
             output, state["up_ul"][i] = net.up_ul[i].pixel_step(state["up_ul"][i], entries[-1],
                                                                 pixel(state["up_u_rows"][i]),
-                                                                gate(self.up_gates_ul[i]), stage_col, images)
+                                                                gate(self.up_gates_ul[i]), stage_col, images,
+                                                                self.up_weights_ul[i])
             entries.append(output)
         if stage < self.s - 1:
             downsample = net.downsample_ul[stage]
@@ -220,8 +228,8 @@ class IncrementalPixelCNN:
                                                                             stage_col, entries[-1], images)
 
             def run_deeper():
-                inner, _ = self._pixel_stage(_copied(state), stage + 1, row, col, downsample.on_window(window),
-                                             low, high)
+                coarse_ul = downsample.on_window(window, self.downsample_weights_ul[stage])
+                inner, _ = self._pixel_stage(_copied(state), stage + 1, row, col, coarse_ul, low, high)
                 return {key: inner[key] for key in self.PIXEL_KEYS}
 
             if stage < low:  # known to run
@@ -239,7 +247,8 @@ class IncrementalPixelCNN:
         for i in net.down_blocks(stage):
             skip = tf.concat([pixel(state["down_u_rows"][i]), entries.pop()], axis=-1)
             ul, state["down_ul"][i] = net.down_ul[i].pixel_step(state["down_ul"][i], ul, skip,
-                                                                gate(self.down_gates_ul[i]), stage_col, images)
+                                                                gate(self.down_gates_ul[i]), stage_col, images,
+                                                                self.down_weights_ul[i])
         if stage > 0:
             final = state["down_ul_final"][stage - 1]
             index = tf.stack([images, tf.fill(tf.shape(images), stage_col)], axis=1)
