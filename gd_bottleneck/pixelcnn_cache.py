@@ -13,14 +13,15 @@ Which activations are ready when (H x W image, stage s has resolution H/2^s, (r,
   row of its input (kernel height 2).
 * The ``ul`` stream ("down-right" convolutions, sees the rows above and the pixels to the left) is computed **a
   pixel at a time** (pixel mode): stage s at position (r / 2^s, c / 2^s) when both divide, right before pixel
-  (r, c) is drawn. Each of its convolutions keeps a 2-row window of its input (previous row, current row so far).
+  (r, c) is drawn. Each of its convolutions keeps the input rows above, the row so far and that row's last values
+  (:meth:`ShiftedConv2D.initial_pixel_cache`).
 * Strided downsampling reads the previous stage's window; transposed upsampling (stride 2, one input per output)
   reads the coarser stage's most recent row, which is complete up to the needed column by the time it is read.
 
 Every convolution is driven through its layer's own incremental methods (``ShiftedConv2D.row_step``/``pixel_step``,
 ``GatedResnet.row_step``/``pixel_step``, ``on_window`` for the first layers and the strided ones), so the maths of a
 block lives in one place (gd_bottleneck/pixelcnn.py) and this module only schedules it. The state is a dict of
-lists of tensors, one entry per block or stage (``tf.while_loop`` carries it).
+lists of tensors or tuples of them, one entry per block or stage (``tf.while_loop`` carries it).
 """
 
 import tensorflow as tf
