@@ -65,9 +65,9 @@ def test_known_depths_give_the_outputs_of_run_time_conditions_bit_for_bit():
     model = perturbed_model(TINY)
     images = np.random.default_rng(2).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
     z = tf.random.stateless_normal([2, 4, 4, TINY.latent_channels], [5, 6])
-    # rows 0-3 hold every depth of an 8x8 image with 3 stages (0, 1 and 2)
-    np.testing.assert_array_equal(incremental_outputs(model, images, z, static_depths=True, rows=4),
-                                  incremental_outputs(model, images, z, rows=4))
+    # rows 0-2 hold every depth of an 8x8 image with 3 stages: 2 at (0, 0) and (0, 4), 1 at (2, 2), 0 at row 1
+    np.testing.assert_array_equal(incremental_outputs(model, images, z, static_depths=True, rows=3),
+                                  incremental_outputs(model, images, z, rows=3))
 
 
 @pytest.fixture(scope="module")
