@@ -129,8 +129,8 @@ def main():
     for row in rows[:args.top]:
         print(f"{row['op']:<32}{row['count']:>10.1f}{row['ms']:>10.2f}{row['ms'] / totals['op_ms_per_step']:>8.1%}")
     print(f"{'all ' + str(len(rows)) + ' op types':<32}{totals['ops_per_step']:>10.1f}{totals['op_ms_per_step']:>10.2f}")
-    print(json.dumps({"side": args.side, "arch": (f"small-{args.image_size}x{args.image_size}-b{args.batch_size}" if args.side == "hybrid"
-                                          else args.arch),
+    hybrid_arch = f"small-{args.image_size}x{args.image_size}-b{args.batch_size}"
+    print(json.dumps({"side": args.side, "arch": hybrid_arch if args.side == "hybrid" else args.arch,
                       "steps": args.steps, **{k: round(v, 3) for k, v in totals.items()},
                       "top": [{k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
                               for row in rows[:args.top]]}))
