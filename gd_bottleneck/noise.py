@@ -18,6 +18,8 @@ things only: the layer's integer ``seed``, a per-layer call counter, and the glo
   is drawing N times more random numbers per replica, which is negligible next to the convolutions.
 """
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -44,6 +46,7 @@ class SeededNoiseLayer(keras.layers.Layer):
         # replica advances it identically, so reading (and checkpointing) the first replica's copy is exact. A
         # merge_call here would pause replicas mid-`call` and let one clear Keras' shared `layer.losses` list
         # before the other has read it, mis-weighting `add_loss` terms under MirroredStrategy.
+        self._fixed_stream = None  # see fixed_stream()
         with keras.name_scope(self.name, caller=self):
             self.noise_calls = keras.Variable(
                 initializer=keras.initializers.Zeros(), shape=(), dtype="int64", trainable=False,
@@ -58,7 +61,9 @@ class SeededNoiseLayer(keras.layers.Layer):
         else:
             replica_id, num_replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
         global_batch = local_batch * num_replicas
-        if advance:
+        if self._fixed_stream is not None:
+            count = tf.cast(self._fixed_stream, tf.int64)
+        elif advance:
             # Take the count from the increment's own result: under tf.distribute a separate read of an on-read
             # variable is not ordered before the increment in graph mode and can see the new value.
             count = tf.cast(self.noise_calls.assign_add(1), tf.int64) - 1
@@ -75,6 +80,20 @@ class SeededNoiseLayer(keras.layers.Layer):
         shape = tf.concat([[global_batch], tf.shape(x, out_type=tf.int64)[1:]], axis=0)
         noise = sampler(shape, seed=seed, dtype=dtype)
         return noise[first_row:first_row + local_batch]
+
+    @contextlib.contextmanager
+    def fixed_stream(self, stream):
+        """Inside, every draw of this layer (training mode included) comes from stream ``stream`` and the counter is
+        left alone: a caller that needs many independent, reproducible draws of a layer's own noise (the likelihood
+        bounds of gd_bottleneck/evaluation.py) keys them by stream. ``stream`` is an int64 scalar (Python or
+        tensor); negative streams never collide with the training counter, which counts up from 0, and
+        ``EVALUATION_STREAM`` is the one ``advance=False`` uses. Read when a draw is traced, so a ``tf.function``
+        must be traced inside the context."""
+        previous, self._fixed_stream = self._fixed_stream, stream
+        try:
+            yield
+        finally:
+            self._fixed_stream = previous
 
     def standard_normal(self, x, dtype=None, advance=True):
         """N(0, 1) noise with the shape of ``x`` (this replica's rows of the global batch's draw).
