@@ -20,10 +20,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
-from gd_bottleneck.data import shapes
+from gd_bottleneck.data import photos, shapes
 from gd_bottleneck.errors import DatasetUnavailable
 
-DATASETS = ("shapes", "shapes_tiny", "cifar10")  # shapes_tiny: 8x8, 512 / 128 images, for tests
+DATASETS = ("shapes", "shapes_tiny", "photos", "cifar10")  # shapes_tiny: 8x8, 512 / 128 images, for tests
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"  # what tfds' cifar10 builder downloads
 CIFAR10_ARCHIVE = os.path.basename(CIFAR10_URL)
 CONNECT_TIMEOUT_S = 5.0
@@ -51,6 +51,12 @@ def builder_name(dataset, image_size):
             raise ValueError(f"Argument `image_size` must be one of {sizes} with dataset 'shapes'. Received: "
                              f"image_size={image_size}")
         return f"gd_shapes/{image_size}"
+    if dataset == "photos":
+        sizes = sorted(config.image_size for config in photos.GdPhotos.BUILDER_CONFIGS if config.name.isdigit())
+        if image_size not in sizes:
+            raise ValueError(f"Argument `image_size` must be one of {sizes} with dataset 'photos' (the patch sizes "
+                             f"gd_photos is cut at). Received: image_size={image_size}")
+        return f"gd_photos/{image_size}"
     raise ValueError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
 
 

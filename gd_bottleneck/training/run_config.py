@@ -51,10 +51,11 @@ class RunConfig:
 
     model_dir: str = setting(None, "Where checkpoints, TensorBoard logs and results.json go (required).")
     dataset: str = setting("shapes", "Training data: the embedded procedural 'shapes' dataset ('shapes_tiny': 8x8, "
-                           "for tests), or CIFAR-10 through tfds.", DATASETS)
+                           "for tests), 'photos' (patches of the photographs installed packages ship, split by "
+                           "photograph), or CIFAR-10 through tfds.", DATASETS)
     data_dir: str | None = setting(None, "tfds data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
     manual_dir: str | None = setting(None, "Folder holding cifar-10-binary.tar.gz for offline CIFAR-10 preparation.")
-    image_size: int = setting(32, "Image side in pixels (cifar10: 32; shapes: 32, 16 or 8).")
+    image_size: int = setting(32, "Image side in pixels (cifar10: 32; shapes: 32, 16 or 8; photos: 16 or 32).")
     model_preset: str = setting("small", "Model size: the paper's (appendix B) or small.", sorted(PRESETS))
     model_overrides: dict = setting({}, "ModelConfig fields replacing the preset's (one flag per field).")
     bottleneck: str = setting("gaussian_dropout", "Information bottleneck on the PixelCNN++ output v.",
