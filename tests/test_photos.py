@@ -106,3 +106,19 @@ def test_the_trainer_trains_on_photos(tmp_path):
                     write=lambda text, flush=False: None)
     assert results["steps"] == 2 and np.isfinite(results["test_elbo_bpd"])
     assert results["test_images"] == len(data.load_images("photos", "test", 16, data_dir=folder))
+
+
+def test_the_baselines_score_known_distributions_exactly():
+    from gd_bottleneck.data import statistics
+    rng = np.random.default_rng(0)
+    uniform, held_out = (rng.integers(0, 256, (count, 2, 2, 3)).astype(np.uint8) for count in (4000, 500))
+    assert statistics.marginal_bpd(uniform, held_out) == pytest.approx(8.0, abs=0.02)
+    assert statistics.independent_bpd(uniform, held_out) == pytest.approx(8.0, abs=0.1)
+    # Position (0, 0) red is always 7, the rest is uniform: only the per-position model sees it.
+    structured, structured_held_out = uniform.copy(), held_out.copy()
+    structured[:, 0, 0, 0] = structured_held_out[:, 0, 0, 0] = 7
+    smoothed = -np.log2(4001 / 4256) / 12 + 8.0 * 11 / 12  # add-one smoothing's cost at the constant slot
+    assert statistics.independent_bpd(structured, structured_held_out) == pytest.approx(smoothed, abs=0.1)
+    assert statistics.marginal_bpd(structured, structured_held_out) > smoothed + 0.2
+    mean, std = statistics.channel_moments(np.full((3, 2, 2, 3), 255, np.uint8))
+    np.testing.assert_allclose(mean, 1.0) and np.testing.assert_allclose(std, 0.0)
