@@ -37,6 +37,8 @@ def test_profile_counts_each_kernel_of_a_function_once_per_call():
 
     counts = {}
     for kind, _ in step_profile.profile(run_steps, 3):
+        # oneDNN renames the kernels it takes over on some CPUs (MatMul runs as _MklMatMul with AVX-512, not AVX2).
+        kind = kind.removeprefix("_Mkl")
         counts[kind] = counts.get(kind, 0) + 1
     # The function call itself (a container) and the profiler's bookkeeping are not counted; its 4 kernels are.
     assert {kind: counts.get(kind) for kind in ("MatMul", "Relu", "AddV2", "Sum")} == {
