@@ -611,6 +611,23 @@ def test_convergence_compares_the_end_with_the_point_nearest_three_quarters(tmp_
     assert convergence.convergence_of(str(tmp_path))["improvement_last_quarter_bpd"] == pytest.approx(0.05)
 
 
+def test_the_plateau_rule_is_two_sided(tmp_path):
+    from tuning import convergence
+
+    def curve(values):
+        with open(tmp_path / "curve.jsonl", "w") as stream:
+            for step, value in zip((100, 200, 300, 400), values):
+                stream.write(json.dumps({"step": step, "elbo_bpd": value, "kl_bpd": 0.1}) + "\n")
+        return convergence.plateau_of(str(tmp_path))
+
+    # 75% of step 400 is step 300: the change is the last point minus the third.
+    assert curve([6.0, 5.5, 5.300, 5.295])["status"] == "plateau"
+    assert curve([6.0, 5.5, 5.300, 5.280])["status"] == "improving"
+    worse = curve([6.0, 5.5, 5.300, 5.320])  # got worse by more than the tolerance: not converged
+    assert worse["status"] == "worsening" and worse["change_last_quarter_bpd"] == pytest.approx(0.02)
+    assert convergence.plateau_of(str(tmp_path / "none"))["status"] is None
+
+
 def test_mean_ci_is_the_student_t_interval():
     from tuning.statistics import mean_ci
     mean, half = mean_ci([1.0, 2.0, 3.0])

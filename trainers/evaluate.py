@@ -26,15 +26,21 @@ from gd_bottleneck.errors import UserError
 from gd_bottleneck.training import RunConfig, checkpoints, files
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A training run's folder (run_config.json + checkpoints/) (required).")
-flags.DEFINE_integer("z_samples", 16, "K: importance samples of q(z|x) per image, in [1, 65536].")
-flags.DEFINE_integer("noise_samples", 16, "S: bottleneck noise draws per z sample and pixel, >= 1.")
-flags.DEFINE_integer("seed", 0, "Evaluation seed (which z samples and noise draws), in [0, 2**31).")
-flags.DEFINE_enum("split", "test", ["test", "validation"], "Which held-out images (validation: the run's "
-                  "--validation_examples).")
-flags.DEFINE_integer("max_images", 0, "Evaluate only the first this many images of the split (0: all).")
-flags.DEFINE_integer("batch_size", None, "Images per batch (default: the run's eval_batch_size or batch_size).")
-flags.DEFINE_bool("recompute", False, "Compute even if bounds.json holds this setting for this checkpoint.")
+
+
+def define_flags():
+    """The command's flags (defined when it runs, not on import: the study runners import its functions beside the
+    trainer's flags of the same names)."""
+    flags.DEFINE_string("model_dir", None, "A training run's folder (run_config.json + checkpoints/) (required).")
+    flags.DEFINE_integer("z_samples", 16, "K: importance samples of q(z|x) per image, in [1, 65536].")
+    flags.DEFINE_integer("noise_samples", 16, "S: bottleneck noise draws per z sample and pixel, >= 1.")
+    flags.DEFINE_integer("seed", 0, "Evaluation seed (which z samples and noise draws), in [0, 2**31).")
+    flags.DEFINE_enum("split", "test", ["test", "validation"], "Which held-out images (validation: the run's "
+                      "--validation_examples).")
+    flags.DEFINE_integer("max_images", 0, "Evaluate only the first this many images of the split (0: all).")
+    flags.DEFINE_integer("batch_size", None, "Images per batch (default: the run's eval_batch_size or batch_size).")
+    flags.DEFINE_bool("recompute", False, "Compute even if bounds.json holds this setting for this checkpoint.")
+
 
 BOUNDS_FILE = "bounds.json"
 
@@ -179,6 +185,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (see setup.cfg)."""
+    define_flags()
     cli.run(main)
 
 

@@ -47,3 +47,27 @@ def convergence_of(model_dir, tolerance=TOLERANCE_BPD):
     return {"improvement_last_quarter_bpd": improvement,
             "converged": None if math.isnan(improvement) else bool(improvement < tolerance),
             "kl_change_last_quarter_bpd": last_quarter_change(curve, "kl_bpd")}
+
+
+PLATEAU_TOLERANCE_BPD = 0.01
+
+
+def plateau_of(model_dir, tolerance=PLATEAU_TOLERANCE_BPD):
+    """The two-sided rule: ``{"change_last_quarter_bpd", "status", "kl_change_last_quarter_bpd"}`` where the change
+    is the held-out negative ELBO at the end minus at 75% of the run (< 0: improved) and ``status`` is ``"plateau"``
+    (|change| < ``tolerance``), ``"improving"``, ``"worsening"`` (a run that got worse is not converged), or None
+    without two curve points. Only the curve up to the step of ``results.json`` counts (see :func:`convergence_of`)."""
+    curve = read_curve(os.path.join(model_dir, "curve.jsonl"))
+    results = os.path.join(model_dir, "results.json")
+    if os.path.exists(results):
+        steps = files.read_json(results)["steps"]
+        curve = [point for point in curve if point["step"] <= steps]
+    change = last_quarter_change(curve, "elbo_bpd")
+    if math.isnan(change):
+        status = None
+    elif abs(change) < tolerance:
+        status = "plateau"
+    else:
+        status = "improving" if change < 0 else "worsening"
+    return {"change_last_quarter_bpd": change, "status": status,
+            "kl_change_last_quarter_bpd": last_quarter_change(curve, "kl_bpd")}

@@ -1,0 +1,178 @@
+"""The study's runner: trains, converges, evaluates and keeps the runs of a phase, resumably, one process per core.
+
+    python -m studies.gd_vs_vb_16x16.study pilot --worker=0 --workers=2   # or: studies/gd_vs_vb_16x16/run.sh pilot
+    python -m studies.gd_vs_vb_16x16.study pilot --status                 # what is done, running, left
+
+A phase is a CSV of runs (``pilot.csv``, later ``main.csv``: id, bed, kind, strength, seed). Worker ``i`` of ``n``
+takes the runs in file order, starting at its own offset, and skips a run another process is training (the
+trainer's lock on its folder) or that is done. For each run (PLAN.md):
+
+1. train it with ``common.flags`` + ``<bed>.flags`` in ``runs/gd_vs_vb_16x16/<phase>/<id>/`` (resumes);
+2. the plateau rule (tuning.convergence.plateau_of): while the held-out ELBO still improves by 0.01 bits/dim or more
+   over the last quarter, train ``EXTRA_EPOCHS`` more at the final learning rate, up to ``MAX_EPOCHS``; a run that
+   got worse by more than that is reported as worsening, not extended;
+3. the bounds (trainers.evaluate: K = 16, S = 16, the first 2,000 test images, evaluation seed 0);
+4. keep: copy the run's small files and its final weights (a model-only checkpoint, so the kept folder is itself a
+   run folder that ``trainers.evaluate`` and ``trainers.sample`` can load) into ``results/<phase>/<id>/``, and write
+   ``study.json`` there (the plateau reading, epochs, wall time).
+
+Interrupted, a rerun resumes every step: the trainer from its checkpoint, the rest from the kept files.
+"""
+
+import csv
+import json
+import os
+import shutil
+import sys
+import time
+
+from absl import app, flags
+
+from gd_bottleneck import cli
+from gd_bottleneck.errors import RunInUse, TrainingDiverged
+from gd_bottleneck.training import RunConfig, checkpoints, files, train
+from trainers import evaluate, run_flags
+from tuning import convergence
+from tuning.extend import extended_config
+
+FLAGS = flags.FLAGS
+run_flags.define()  # the trainer's flags, parsed from the study's flag files per run (run_config)
+flags.DEFINE_integer("worker", 0, "This process's index, in [0, workers).")
+flags.DEFINE_integer("workers", 1, "How many processes share the phase (one per core).")
+flags.DEFINE_bool("status", False, "Train nothing: print each run's state.")
+flags.DEFINE_string("trainer_flags", "", "More trainer flags for every run, after the study's (a smoke test of the "
+                    "runner with a few steps; never for the study's runs).")
+
+STUDY = os.path.dirname(os.path.abspath(__file__))
+REPOSITORY = os.path.dirname(os.path.dirname(STUDY))
+RUNS = os.path.join(REPOSITORY, "runs", "gd_vs_vb_16x16")
+EXTRA_EPOCHS, MAX_EPOCHS = 2, 15
+Z_SAMPLES, NOISE_SAMPLES, BOUND_IMAGES = 16, 16, 2000
+PHOTO_SOURCES = ["matplotlib", "opencv-doc", "scikit-image", "scikit-learn"]
+KEPT_FILES = ("run_config.json", "results.json", "curve.jsonl", "bounds.json")
+
+
+def read_phase(phase):
+    with open(os.path.join(STUDY, f"{phase}.csv")) as stream:
+        return list(csv.DictReader(stream))
+
+
+def run_config(phase, run, extra=()):
+    """The run's RunConfig: the study's flag files, then its bottleneck, strength and seed (then ``extra``)."""
+    strength = ({"dropout_rate": run["strength"]} if run["kind"] == "gaussian_dropout" else
+                {"beta": run["strength"]} if run["kind"] == "variational" else {})
+    if run["kind"] == "auxiliary_decoder":
+        arguments = ["--bottleneck=none", "--aux_weight=1.0"]
+    else:
+        arguments = [f"--bottleneck={run['kind']}", *(f"--{name}={value}" for name, value in strength.items())]
+    FLAGS.unparse_flags()
+    FLAGS([sys.argv[0], f"--flagfile={os.path.join(STUDY, 'common.flags')}",
+           f"--flagfile={os.path.join(STUDY, run['bed'] + '.flags')}", *arguments, f"--seed={run['seed']}",
+           f"--model_dir={os.path.join(RUNS, phase, run['id'])}", *extra])
+    return run_flags.run_config()
+
+
+def kept_folder(phase, run):
+    return os.path.join(STUDY, "results", phase, run["id"])
+
+
+def check_bed(config):
+    """Refuses a photos bed built from fewer sources than the plan's (it would be another dataset)."""
+    if config.dataset != "photos":
+        return
+    from gd_bottleneck import data
+    sources = sorted(data.prepare("photos", config.image_size, config.data_dir).info.metadata["sources"])
+    if sources != PHOTO_SOURCES:
+        raise SystemExit(f"ERROR: the photos bed was built from {sources}; the plan needs {PHOTO_SOURCES} "
+                         "(docs/photos.md says how to install opencv-doc). Delete the built dataset and rebuild.")
+
+
+def converge(config, write):
+    """Trains ``config`` and extends it at its final learning rate until the plateau rule holds (or MAX_EPOCHS);
+    returns the plateau reading with the epochs trained and the outcome."""
+    while True:
+        train(config, write=write)
+        reading = convergence.plateau_of(config.model_dir)
+        if reading["status"] != "improving" or config.epochs + EXTRA_EPOCHS > MAX_EPOCHS:
+            return {**reading, "epochs": config.epochs}
+        saved = files.read_json(os.path.join(config.model_dir, "results.json"))
+        kept = os.path.join(config.model_dir, f"results_at_step_{saved['steps']}.json")
+        if not os.path.exists(kept):
+            files.write_json_atomically(kept, saved)
+        config = extended_config(saved["config"], EXTRA_EPOCHS)
+        write(f"{config.model_dir}: still improving ({reading['change_last_quarter_bpd']:+.4f} bits/dim over the "
+              f"last quarter); training to {config.epochs} epochs at the final learning rate", flush=True)
+
+
+def keep(config, target, reading):
+    """Copies the run's small files and a model-only checkpoint of its final weights into ``target``."""
+    import tensorflow as tf
+    model, _, checkpoint = checkpoints.load_trained_model(config.model_dir)
+    staging = target + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(os.path.join(staging, "checkpoints"))
+    for name in KEPT_FILES + tuple(n for n in os.listdir(config.model_dir) if n.startswith("results_at_step_")):
+        shutil.copy2(os.path.join(config.model_dir, name), staging)
+    shutil.copytree(os.path.join(config.model_dir, "bounds"), os.path.join(staging, "bounds"))
+    saver = tf.train.Checkpoint(model_variables=checkpoints.model_variables(model))
+    saver.write(os.path.join(staging, "checkpoints", os.path.basename(checkpoint)))  # found by its .index file
+    files.write_json_atomically(os.path.join(staging, "study.json"), reading)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+
+
+def run_one(phase, run, write, extra=()):
+    """Does whatever the run still needs; returns its state (``"done"``, ``"in use"``, ``"diverged"``)."""
+    target = kept_folder(phase, run)
+    if os.path.exists(os.path.join(target, "study.json")):
+        return "done"
+    config = run_config(phase, run, extra)
+    check_bed(config)
+    began = time.time()
+    try:
+        reading = converge(config, write)
+    except RunInUse:
+        return "in use"
+    except TrainingDiverged as error:
+        write(f"{run['id']}: {error}", flush=True)
+        os.makedirs(target, exist_ok=True)
+        files.write_json_atomically(os.path.join(target, "study.json"), {"status": "diverged", "error": str(error)})
+        return "diverged"
+    evaluate.evaluate_run(config.model_dir, Z_SAMPLES, NOISE_SAMPLES, max_images=BOUND_IMAGES,
+                          write=lambda text, flush=False: write(text, flush=True))
+    reading["session_wall_time_s"] = round(time.time() - began, 1)
+    keep(config, target, reading)
+    write(f"{run['id']}: kept in {os.path.relpath(target, REPOSITORY)} ({json.dumps(reading)})", flush=True)
+    return "done"
+
+
+def status(phase):
+    for run in read_phase(phase):
+        kept = os.path.join(kept_folder(phase, run), "study.json")
+        local = os.path.join(RUNS, phase, run["id"], "checkpoints", "checkpoint")
+        state = ("kept: " + json.dumps(files.read_json(kept))) if os.path.exists(kept) else (
+            "training or interrupted" if os.path.exists(local) else "not started")
+        print(f"{run['id']:<24} {state}")
+
+
+def main(argv):
+    if len(argv) != 2 or not os.path.exists(os.path.join(STUDY, f"{argv[1]}.csv")):
+        raise app.UsageError("Give one phase: the name of a CSV in the study's folder (pilot, main).")
+    phase = argv[1]
+    if FLAGS.status:
+        return status(phase)
+    if not 0 <= FLAGS.worker < FLAGS.workers:
+        raise app.UsageError(f"Flag --worker must be in [0, {FLAGS.workers}). Received: {FLAGS.worker}")
+    runs, worker, extra = read_phase(phase), FLAGS.worker, FLAGS.trainer_flags.split()  # (run_config re-parses)
+    order = runs[worker:] + runs[:worker]  # each worker starts at its own run
+
+    def write(text, flush=False):
+        print(text, flush=flush)
+
+    states = {run["id"]: run_one(phase, run, write, extra) for run in order}
+    print(f"worker {worker}: " + ", ".join(f"{state}: {list(states.values()).count(state)}"
+                                                 for state in sorted(set(states.values()))), flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main)
