@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-clean tour test figure2 figure2-report figure3 clean
+.PHONY: demo demo-clean tour lint test figure2 figure2-report figure3 clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ demo-clean:
 tour: $(STAMP)
 	$(PY) -m examples.quick_tour
 
-test: $(STAMP)
+# ruff (pyproject.toml's rules: pyflakes' errors, import order, 120 columns), then the suite.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest -q -n 2 --dist loadfile  # 2 processes, one test file each at a time (module fixtures stay whole)
 
 # The Figure 2 sweep at CPU scale (results/figure2/README.md); rerunning resumes where it stopped.

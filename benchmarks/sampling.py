@@ -4,7 +4,8 @@
     python -m benchmarks.sampling --quick      # small() 32x32, 4 images, one JSON line
 
 Both samplers draw the same images from the prior with the same seed; the run checks they are identical. Tracing is
-excluded (each sampler is traced before it is timed), and the cached sampler is timed on its second run. The weights are the initial ones plus Gaussian noise, so that
+excluded (each sampler is traced before it is timed), and the cached sampler is timed on its second run. The
+weights are the initial ones plus Gaussian noise, so that
 every pixel's distribution depends strongly on its context (a fresh model is close to flat, which would make the
 identity check weak); speed does not depend on the weights. For the paper() preset the reference would take hours,
 so its time is estimated from one timed full pass of the network times H * W.

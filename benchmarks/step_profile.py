@@ -1,6 +1,6 @@
 """Where a training step's time goes, op type by op type: executed ops and op time per step (TensorFlow profiler).
 
-    python -m benchmarks.step_profile --side=ours              # our PixelCNN++ step, benchmarks.train_throughput --quick
+    python -m benchmarks.step_profile --side=ours         # our PixelCNN++ step, benchmarks.train_throughput --quick
     python -m benchmarks.step_profile --side=reference         # tfd.PixelCNN's step, same architecture
     python -m benchmarks.step_profile --side=hybrid            # the Figure 2 sweep's step: small() at 8x8, batch 32
     python -m benchmarks.step_profile --side=hybrid --image_size=32 --batch_size=16   # small() at CIFAR's size
@@ -61,7 +61,8 @@ def summarize(events, steps):
         picoseconds[kind] += duration
     rows = [{"op": kind, "count": counts[kind] / steps, "ms": picoseconds[kind] / 1e9 / steps}
             for kind in sorted(counts, key=lambda kind: -picoseconds[kind])]
-    return rows, {"ops_per_step": sum(counts.values()) / steps, "op_ms_per_step": sum(picoseconds.values()) / 1e9 / steps}
+    totals = {"ops_per_step": sum(counts.values()) / steps, "op_ms_per_step": sum(picoseconds.values()) / 1e9 / steps}
+    return rows, totals
 
 
 def profile(run_steps, steps):
@@ -128,7 +129,8 @@ def main():
     print(f"{'op type':<32}{'ops/step':>10}{'ms/step':>10}{'share':>8}")
     for row in rows[:args.top]:
         print(f"{row['op']:<32}{row['count']:>10.1f}{row['ms']:>10.2f}{row['ms'] / totals['op_ms_per_step']:>8.1%}")
-    print(f"{'all ' + str(len(rows)) + ' op types':<32}{totals['ops_per_step']:>10.1f}{totals['op_ms_per_step']:>10.2f}")
+    label = f"all {len(rows)} op types"
+    print(f"{label:<32}{totals['ops_per_step']:>10.1f}{totals['op_ms_per_step']:>10.2f}")
     hybrid_arch = f"small-{args.image_size}x{args.image_size}-b{args.batch_size}"
     print(json.dumps({"side": args.side, "arch": hybrid_arch if args.side == "hybrid" else args.arch,
                       "steps": args.steps, **{k: round(v, 3) for k, v in totals.items()},

@@ -15,8 +15,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gd_bottleneck import (DiscretizedLogisticMixture, GaussianDropoutBottleneck, VariationalBottleneck,
-                           dropout_stddev, gaussian_dropout_mi_bound)
+from gd_bottleneck import (
+    DiscretizedLogisticMixture,
+    GaussianDropoutBottleneck,
+    VariationalBottleneck,
+    dropout_stddev,
+    gaussian_dropout_mi_bound,
+)
 
 
 def mi_bound_table():

@@ -21,7 +21,11 @@ if keras.backend.backend() != "tensorflow":
         "Set KERAS_BACKEND=tensorflow before importing keras.")
 
 from gd_bottleneck.bottlenecks import (  # noqa: E402
-    GaussianDropoutBottleneck, VariationalBottleneck, dropout_stddev, gaussian_dropout_mi_bound)
+    GaussianDropoutBottleneck,
+    VariationalBottleneck,
+    dropout_stddev,
+    gaussian_dropout_mi_bound,
+)
 from gd_bottleneck.config import ModelConfig, paper, small  # noqa: E402
 from gd_bottleneck.distributions import DiscretizedLogisticMixture  # noqa: E402
 from gd_bottleneck.hybrid import HybridVAE  # noqa: E402

@@ -14,11 +14,13 @@ so a component is a joint distribution over the channels (one component is chose
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import dtype_util
-from tensorflow_probability.python.internal import parameter_properties
-from tensorflow_probability.python.internal import reparameterization
-from tensorflow_probability.python.internal import samplers
-from tensorflow_probability.python.internal import tensor_util
+from tensorflow_probability.python.internal import (
+    dtype_util,
+    parameter_properties,
+    reparameterization,
+    samplers,
+    tensor_util,
+)
 
 from gd_bottleneck.validation import check_int
 
@@ -310,7 +312,8 @@ def _check_static_shapes(logits, locs, log_scales, coeffs):
         raise ValueError(f"Inconsistent mixture parameter shapes: expected {expected} with static K, C >= 1 and K, C "
                          f"equal across arguments. Received: {received}.")
     if k < 1 or c < 1:
-        raise ValueError(f"Arguments `logits`/`locs` need K >= 1 components and C >= 1 channels. Received K={k}, C={c}.")
+        raise ValueError(f"Arguments `logits`/`locs` need K >= 1 components and C >= 1 channels. "
+                         f"Received K={k}, C={c}.")
     batch_shapes = [("logits", logits.shape[:-1]), ("locs", locs.shape[:-2]), ("log_scales", log_scales.shape[:-2])]
     if coeffs is not None:
         batch_shapes.append(("coeffs", coeffs.shape[:-2]))
@@ -319,6 +322,6 @@ def _check_static_shapes(logits, locs, log_scales, coeffs):
         try:
             broadcast = tf.broadcast_static_shape(broadcast, shape)
         except ValueError:
-            raise ValueError(f"The batch shapes of the mixture parameters do not broadcast: "
+            raise ValueError("The batch shapes of the mixture parameters do not broadcast: "
                              + ", ".join(f"{n} {list(s)}" for n, s in batch_shapes) + ".") from None
     return int(k), int(c)

@@ -74,7 +74,8 @@ def gaussian_dropout_mi_bound(x, rate, axis=0, zero_mass="split"):
 def _normalized_axes(axis, rank):
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     if not axes or any(not isinstance(a, int) or not -rank <= a < rank for a in axes):
-        raise ValueError(f"Argument `axis` must be an int or tuple of ints in [-{rank}, {rank}). Received: axis={axis!r}")
+        raise ValueError(f"Argument `axis` must be an int or tuple of ints in [-{rank}, {rank}). "
+                         f"Received: axis={axis!r}")
     normalized = sorted({a % rank for a in axes})
     if len(normalized) != len(axes):
         raise ValueError(f"Argument `axis` repeats an axis. Received: axis={axis!r}")

@@ -84,7 +84,8 @@ class _ResNet(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="gd_bottleneck")
 class Encoder(_ResNet):
-    """``x [B, H, W, 3] in [-1, 1] -> (mean, scale)`` of q(z | x), each ``[B, latent_size, latent_size, latent_channels]``.
+    """``x [B, H, W, 3] in [-1, 1] -> (mean, scale)`` of q(z | x), each
+    ``[B, latent_size, latent_size, latent_channels]``.
 
     ``scale = softplus(raw) + 1e-4``: positive, and starting near 0.7 so early KLs are moderate.
     """

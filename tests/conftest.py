@@ -38,7 +38,6 @@ def two_replicas():
 
 from tests.shapes_data import shapes_data_dir  # noqa: E402,F401  (fixture shared by data and training tests)
 
-
 # The files that take longest go first, longest first (measured with --durations: the trainer-CLI runs ~2 min, the
 # hybrid model's tests ~3 min in all, the samplers ~2 min, export and training ~1.5 min each). With `-n 2 --dist
 # loadfile` a file runs whole on one worker, in collection order, so a long file collected last would leave the

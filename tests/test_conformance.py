@@ -35,7 +35,8 @@ def test_get_config_round_trip_reproduces_outputs(name, inputs):
     clone.set_weights(layer.get_weights())
     assert clone.get_config() == layer.get_config()
     for training in (True, True, False):
-        np.testing.assert_array_equal(clone(inputs, training=training).numpy(), layer(inputs, training=training).numpy())
+        np.testing.assert_array_equal(clone(inputs, training=training).numpy(),
+                                      layer(inputs, training=training).numpy())
 
 
 def test_seed_none_is_recorded_so_configs_reproduce_the_noise(inputs):
@@ -53,7 +54,8 @@ def test_keras_file_round_trip_gives_identical_outputs_and_continues_the_noise_s
     model.save(path)
     loaded = keras.saving.load_model(path)
     for training in (False, True, True):
-        np.testing.assert_array_equal(loaded(inputs, training=training).numpy(), model(inputs, training=training).numpy())
+        np.testing.assert_array_equal(loaded(inputs, training=training).numpy(),
+                                      model(inputs, training=training).numpy())
     if name == "variational":
         np.testing.assert_allclose(float(tf.add_n(loaded.losses)), float(tf.add_n(model.losses)), rtol=1e-6)
 

@@ -11,8 +11,7 @@ import tensorflow as tf
 
 from gd_bottleneck import HybridVAE
 from gd_bottleneck.distributions import DiscretizedLogisticMixture
-from gd_bottleneck.evaluation import (BOUND_NAMES, LikelihoodBounds, check_memory, evaluate_bounds,
-                                      latent_log_ratio)
+from gd_bottleneck.evaluation import BOUND_NAMES, LikelihoodBounds, check_memory, evaluate_bounds, latent_log_ratio
 from gd_bottleneck.training import files, train
 from tests.cli_runs import REPO, environment
 from tests.tiny_models import TINY, tiny_run

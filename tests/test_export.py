@@ -261,7 +261,8 @@ def test_a_full_disk_during_an_export_is_a_clear_error_and_keeps_earlier_version
     live = os.path.join(base, f".incomplete-{host}-{os.getpid()}-0000beef")  # "another export" of a live process
     for folder in (abandoned, live):
         os.makedirs(os.path.join(folder, "variables"))
-    with file_size_limit(4096), pytest.raises(errors.ExportError, match=r"disk full.*Existing versions \[1\] are untouched"):
+    untouched = r"disk full.*Existing versions \[1\] are untouched"
+    with file_size_limit(4096), pytest.raises(errors.ExportError, match=untouched):
         export.export_saved_model(model, base)
     assert export.existing_versions(base) == [1]
     assert sorted(name for name in os.listdir(base) if name.startswith(".")) == [os.path.basename(live)]
@@ -285,6 +286,7 @@ def test_the_warmup_file_holds_a_sample_request_that_the_version_answers(exporte
 def test_tensorflow_serving_loads_the_version_and_answers_rest_requests(exported, library_samples, tmp_path):
     import json
     import urllib.request
+
     from gd_bottleneck.client import rest_request
     base = os.path.dirname(exported[1])
     with socket.socket() as sock:

@@ -140,7 +140,8 @@ def test_test_mode_is_deterministic_and_injects_no_noise():
     images = structured_images(4, 8, seed=11)
     first = model.elbo(images)["elbo_bpd"].numpy()
     np.testing.assert_array_equal(model.elbo(images)["elbo_bpd"].numpy(), first)
-    assert all(int(layer.noise_calls.numpy()) == 0 for layer in model._flatten_layers() if hasattr(layer, "noise_calls"))
+    assert all(int(layer.noise_calls.numpy()) == 0
+               for layer in model._flatten_layers() if hasattr(layer, "noise_calls"))
     assert not np.array_equal(model(images, training=True)["elbo_bpd"].numpy(), first)
 
 

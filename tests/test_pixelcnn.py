@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gd_bottleneck.pixelcnn import (ConditionalPixelCNN, ShiftedConv2D, ShiftedConv2DTranspose, down_shift,
-                                    right_shift)
+from gd_bottleneck.pixelcnn import ConditionalPixelCNN, ShiftedConv2D, ShiftedConv2DTranspose, down_shift, right_shift
 from tests.dependencies import assert_sees_above_and_left_neighbours, pixel_dependencies, strictly_before
 
 

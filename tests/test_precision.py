@@ -22,7 +22,8 @@ def images(count=4, seed=0):
 
 @pytest.mark.parametrize("value", ["float16", "bfloat16", "mixed", None, 32])
 def test_an_unknown_precision_is_refused_with_the_choices(value):
-    with pytest.raises(ValueError, match=r"`precision` must be one of \['float32', 'mixed_bfloat16', 'mixed_float16'\]"):
+    choices = r"`precision` must be one of \['float32', 'mixed_bfloat16', 'mixed_float16'\]"
+    with pytest.raises(ValueError, match=choices):
         ModelConfig(precision=value)
 
 

@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.sampling import context_dependent_weights
-from gd_bottleneck import HybridVAE
-from gd_bottleneck import sampling
+from gd_bottleneck import HybridVAE, sampling
 from gd_bottleneck.pixelcnn import ConditionalPixelCNN
 from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN
 from tests.tiny_models import RUN_MODEL, TINY

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-
 from tests.cli_runs import Run, environment
 
 TOTAL_STEPS = 40  # 2 epochs of 20 steps (tests/cli_runs.py); the kill at 30 resumes mid-epoch

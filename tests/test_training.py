@@ -147,7 +147,8 @@ def test_a_tiny_run_writes_results_checkpoints_tensorboard_and_an_export(tmp_pat
     assert saved["test_elbo_bpd"] == pytest.approx(saved["test_recon_bpd"] + saved["test_kl_bpd"], rel=1e-5)
     assert any(line.startswith("step 6/6") and "images/s" in line and "elbo_bpd" in line for line in lines)
     progress = [line for line in lines if line.startswith("step ")]
-    assert "eta 00:00" in progress[-1] and all(re.search(r"elapsed \d\d:\d\d  eta \d\d:\d\d", line) for line in progress)
+    assert "eta 00:00" in progress[-1]
+    assert all(re.search(r"elapsed \d\d:\d\d  eta \d\d:\d\d", line) for line in progress)
 
     checkpoints = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "run/checkpoints/ckpt-*.index")))
     assert checkpoints == ["ckpt-4.index", "ckpt-6.index"]  # every 2 steps, the newest 2 kept
@@ -231,6 +232,7 @@ def test_run_config_round_trips_through_json():
 
 def test_the_training_checkpoint_holds_every_model_variable_and_the_optimizer_state(tmp_path):
     import keras
+
     from gd_bottleneck.training.checkpoints import model_variables, restore, training_checkpoint
 
     def make(seed):

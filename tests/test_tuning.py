@@ -13,16 +13,16 @@ import sys
 import time
 import types
 
-import keras_tuner as kt
-from absl import app, flags
-from absl.testing import flagsaver
 import grpc
+import keras_tuner as kt
 import numpy as np
 import pytest
+from absl import app, flags
+from absl.testing import flagsaver
 
 from gd_bottleneck.training import TrainingDiverged, TrainingInterrupted, files
 from gd_bottleneck.training.run_config import RunConfig
-from tests.tiny_models import RUN_FLAGS, TINY
+from tests.tiny_models import RUN_FLAGS
 from tuning import families, frontier, objectives, probe, space, tuner
 from tuning.hypermodel import TrainerHyperModel, kind_of
 
@@ -501,7 +501,8 @@ def test_probe_reads_kept_results_and_leaves_out_runs_it_cannot_probe(tmp_path, 
     files.write_json_atomically(str(tmp_path / "a" / "noisy_evaluation.json"), {"steps": 10, "result": {
         "noise_free_elbo_bpd": 5.0, "noisy_elbo_bpd": 4.5, "draws": 2}})
     assert search_cli.after_trial_hook("sample", 2)(str(tmp_path / "a")) == (
-        "probe R^2 hue 0.200, largest_x -0.200; test ELBO noise off 5.0000, with the bottleneck's noise 4.5000 bits/dim")
+        "probe R^2 hue 0.200, largest_x -0.200; test ELBO noise off 5.0000, with the bottleneck's noise 4.5000 "
+        "bits/dim")
     assert search_cli.after_trial_hook(None, 2)(str(tmp_path / "c")) == "no checkpoint to evaluate"
 
 
@@ -652,8 +653,10 @@ def test_paired_gaps_compare_each_seeds_vb_run_with_that_seeds_own_gd_curve():
     from tuning.statistics import bootstrap_gaps
     records = []
     for seed, gd_offset, vb_kl in ((0, 0.0, 0.1), (1, 0.2, 0.1), (2, 0.0, 0.3)):
-        records += [{"kind": "gaussian_dropout", "strength": 0.1, "seed": seed, "kl_bpd": 0.0, "elbo_bpd": 5.0 + gd_offset},
-                    {"kind": "gaussian_dropout", "strength": 0.9, "seed": seed, "kl_bpd": 0.2, "elbo_bpd": 4.8 + gd_offset},
+        records += [{"kind": "gaussian_dropout", "strength": 0.1, "seed": seed, "kl_bpd": 0.0,
+                     "elbo_bpd": 5.0 + gd_offset},
+                    {"kind": "gaussian_dropout", "strength": 0.9, "seed": seed, "kl_bpd": 0.2,
+                     "elbo_bpd": 4.8 + gd_offset},
                     {"kind": "variational", "strength": 0.02, "seed": seed, "kl_bpd": vb_kl, "elbo_bpd": 5.0}]
     (row,) = bootstrap_gaps(records, draws=50)
     # seed 0: GD's curve at KL 0.1 is 4.9, so VB's 5.0 is 0.1 worse; seed 1: its GD curve is 0.2 higher (5.1), VB
@@ -669,7 +672,8 @@ def test_curves_group_runs_by_setting_and_average_seeds_at_shared_steps(tmp_path
         write_run(tmp_path / name, "gaussian_dropout", seed, 5.0, 0.1, dropout_rate=rate)
         with open(tmp_path / name / "curve.jsonl", "w") as stream:
             for step in steps:
-                stream.write(json.dumps({"step": step, "elbo_bpd": 6.0 - step / 100 - seed, "kl_bpd": step / 1000}) + "\n")
+                point = {"step": step, "elbo_bpd": 6.0 - step / 100 - seed, "kl_bpd": step / 1000}
+                stream.write(json.dumps(point) + "\n")
     write_run(tmp_path / "d", "variational", 0, 5.0, 0.1, beta=0.3)  # no curve.jsonl: left out
     records = curves.load_curves([str(tmp_path)])
     groups = curves.group_by_setting(records)

@@ -22,9 +22,10 @@ def normalised_kernel(direction, scale, output_axis):
 
 
 @pytest.mark.parametrize("normalised, plain, shape, output_axis", [
-    (lambda: WeightNormConv2D(5, (2, 3), strides=2), lambda: keras.layers.Conv2D(5, (2, 3), strides=2), (2, 6, 6, 4), -1),
-    (lambda: WeightNormConv2DTranspose(5, (2, 2), strides=2), lambda: keras.layers.Conv2DTranspose(5, (2, 2), strides=2),
-     (2, 3, 3, 4), 2),
+    (lambda: WeightNormConv2D(5, (2, 3), strides=2), lambda: keras.layers.Conv2D(5, (2, 3), strides=2),
+     (2, 6, 6, 4), -1),
+    (lambda: WeightNormConv2DTranspose(5, (2, 2), strides=2),
+     lambda: keras.layers.Conv2DTranspose(5, (2, 2), strides=2), (2, 3, 3, 4), 2),
     (lambda: WeightNormDense(5), lambda: keras.layers.Dense(5), (2, 3, 3, 4), -1)], ids=["conv", "transpose", "dense"])
 def test_a_normalised_layer_computes_with_g_times_v_over_its_norm(normalised, plain, shape, output_axis):
     rng = np.random.default_rng(0)
@@ -33,7 +34,8 @@ def test_a_normalised_layer_computes_with_g_times_v_over_its_norm(normalised, pl
     layer(x), reference(x)
     layer.scale.assign(rng.uniform(0.5, 2.0, layer.scale.shape).astype(np.float32))
     layer.bias.assign(rng.normal(size=layer.bias.shape).astype(np.float32))
-    reference.kernel.assign(normalised_kernel(layer.kernel.numpy(), layer.scale.numpy(), output_axis).astype(np.float32))
+    kernel = normalised_kernel(layer.kernel.numpy(), layer.scale.numpy(), output_axis)
+    reference.kernel.assign(kernel.astype(np.float32))
     reference.bias.assign(layer.bias.numpy())
     np.testing.assert_allclose(layer(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5)
     layer.kernel.assign(layer.kernel.numpy() * 3.0)  # only the direction of v matters

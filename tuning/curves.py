@@ -64,7 +64,8 @@ def plot(records, out, floor=None):
     for (kind, strength), members in groups.items():
         settings_of_kind = [key for key in groups if key[0] == kind]
         shade = (settings_of_kind.index((kind, strength)) + 1) / (len(settings_of_kind) + 1)
-        color = plt.get_cmap(("Blues", "Oranges", "Greys", "Greens", "Purples")[kinds.index(kind) % 5])(0.35 + 0.6 * shade)
+        palette = ("Blues", "Oranges", "Greys", "Greens", "Purples")[kinds.index(kind) % 5]
+        color = plt.get_cmap(palette)(0.35 + 0.6 * shade)
         label = families.get(kind).label + ("" if strength is None or families.get(kind).is_preset
                                             else f" {strength:g}")
         for panel, (metric, _) in zip(panels, METRICS):

@@ -57,7 +57,8 @@ def extend_run(model_dir, extra_epochs, max_epochs, tolerance=convergence.TOLERA
                after_extension=None):
     """Extends the run in ``model_dir`` until it meets the criterion or reaches ``max_epochs``; returns what became
     of it: ``"converged"``, ``"not converged"`` (at ``max_epochs``), ``"unfinished"`` (no results.json), ``"no
-    curve"`` (fewer than two curve points), ``"in use"`` (another process trains it) or ``"diverged"``. ``after_extension(model_dir)``
+    curve"`` (fewer than two curve points), ``"in use"`` (another process trains it) or ``"diverged"``.
+    ``after_extension(model_dir)``
     runs after each extension (a probe, say)."""
     results_path = os.path.join(model_dir, "results.json")
     while True:

@@ -17,7 +17,6 @@ information (held-out predictions are no better than the mean).
 import os
 
 import numpy as np
-
 from absl import app, flags
 
 from gd_bottleneck import cli, data

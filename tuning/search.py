@@ -23,8 +23,8 @@ from gd_bottleneck import cli
 from gd_bottleneck.training import strategies
 from trainers import run_flags
 from tuning import noisy_evaluation, objectives, probe, space
-from tuning.hypermodel import TrainerHyperModel
 from tuning import tuner as tuner_module
+from tuning.hypermodel import TrainerHyperModel
 from tuning.tuner import TUNERS, TrainerTuner, make_oracle, trial_rows
 
 FLAGS = flags.FLAGS
@@ -63,7 +63,8 @@ def tuner_from_flags(write=print):
     if FLAGS.directory is None:
         raise ValueError("Flag `--directory` is required (where the search and its trials are written).")
     if FLAGS.probe_latents and FLAGS.dataset not in ("shapes", "shapes_tiny"):
-        raise ValueError(f"Flag `--probe_latents` needs the shapes dataset's scene factors (--dataset={FLAGS.dataset}).")
+        raise ValueError(f"Flag `--probe_latents` needs the shapes dataset's scene factors "
+                         f"(--dataset={FLAGS.dataset}).")
     base = run_flags.run_settings()
     tunables = space.parse_all({name: FLAGS[f"tune_{name}"].value for name in space.TUNABLE})
     if FLAGS.tuner == "grid":
@@ -78,8 +79,10 @@ def tuner_from_flags(write=print):
         raise ValueError("Flag `--objective_split=validation` needs --validation_examples > 0.")
     oracle = make_oracle(FLAGS.tuner, goal.keras_tuner_objective, FLAGS.max_trials, FLAGS.seed, FLAGS.max_epochs,
                          FLAGS.hyperband_factor, FLAGS.max_consecutive_failed_trials)
-    return TrainerTuner(hypermodel, goal, oracle, write=write, after_trial=after_trial_hook(FLAGS.probe_latents, FLAGS.noisy_evaluation_draws),
-                        leave_when_idle=FLAGS.leave_when_idle, directory=FLAGS.directory, project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
+    after_trial = after_trial_hook(FLAGS.probe_latents, FLAGS.noisy_evaluation_draws)
+    return TrainerTuner(hypermodel, goal, oracle, write=write, after_trial=after_trial,
+                        leave_when_idle=FLAGS.leave_when_idle, directory=FLAGS.directory,
+                        project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
 
 
 def after_trial_hook(latents, noisy_draws=0):

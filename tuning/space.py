@@ -71,7 +71,8 @@ def parse(name, spec):
     spec = spec.strip()
     if ":" in spec:
         if kind is str:
-            raise ValueError(f"Flag `--{flag}` takes a list of values, e.g. {','.join(families.names()[:2])}. Received: {spec!r}")
+            raise ValueError(f"Flag `--{flag}` takes a list of values, e.g. {','.join(families.names()[:2])}. "
+                             f"Received: {spec!r}")
         parts = spec.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
             raise ValueError(f"Flag `--{flag}` range must be LOW:HIGH or LOW:HIGH:log. Received: {spec!r}")

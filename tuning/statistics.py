@@ -120,7 +120,8 @@ def nearest_pairs(records):
     result = []
     for vb in sorted((row for row in means if row["kind"] == VB), key=lambda row: row["strength"]):
         partner = min(gd, key=lambda row: abs(row["kl_bpd_mean"] - vb["kl_bpd_mean"]))
-        shared = [seed for seed in seeds if (VB, vb["strength"], seed) in runs and (GD, partner["strength"], seed) in runs]
+        shared = [seed for seed in seeds
+                  if (VB, vb["strength"], seed) in runs and (GD, partner["strength"], seed) in runs]
         row = {"beta": vb["strength"], "nearest_gd_rate": partner["strength"], "seeds": len(shared)}
         for metric in ("elbo_bpd", "kl_bpd"):
             differences = [runs[(VB, vb["strength"], seed)][metric] - runs[(GD, partner["strength"], seed)][metric]

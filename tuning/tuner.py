@@ -185,7 +185,8 @@ def make_oracle(tuner, objective, max_trials, seed, max_epochs=None, factor=3, m
         return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
     if tuner == "hyperband":
         if max_epochs is None or max_epochs < 1:
-            raise ValueError(f"Argument `max_epochs` must be an integer >= 1 with tuner=hyperband. Received: {max_epochs}")
+            raise ValueError(f"Argument `max_epochs` must be an integer >= 1 with tuner=hyperband. "
+                             f"Received: {max_epochs}")
         return kt.oracles.HyperbandOracle(max_epochs=max_epochs, factor=factor, **common)
     raise ValueError(f"Argument `tuner` must be one of {list(TUNERS)}. Received: tuner={tuner!r}")
 

@@ -4,10 +4,16 @@
 Importing this package registers ``gd_shapes`` and ``gd_photos`` with tfds.
 """
 
-from gd_bottleneck.data.pipeline import (DATASETS, evaluation_batches, load_factors, load_images, prepare,
-                                         training_batches)
 from gd_bottleneck.data.photos import GdPhotos
+from gd_bottleneck.data.pipeline import (
+                                         DATASETS,
+                                         evaluation_batches,
+                                         load_factors,
+                                         load_images,
+                                         prepare,
+                                         training_batches,
+)
 from gd_bottleneck.data.shapes import GdShapes, render_scene
 
-__all__ = ["DATASETS", "GdPhotos", "GdShapes", "evaluation_batches", "load_factors", "load_images", "prepare", "render_scene",
-           "training_batches"]
+__all__ = ["DATASETS", "GdPhotos", "GdShapes", "evaluation_batches", "load_factors", "load_images", "prepare",
+           "render_scene", "training_batches"]

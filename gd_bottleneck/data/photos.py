@@ -63,7 +63,8 @@ SOURCES = {
                          lambda: _package_folder("matplotlib", "mpl-data", "sample_data")),
     "scikit-image": Source("scikit-image", False, "pip install 'gd_bottleneck[photos]'",
                            lambda: _package_folder("skimage", "data")),
-    "opencv-doc": Source("opencv-doc", False, "apt-get install opencv-doc (Debian, 96 MB)", lambda: os.environ.get("GD_OPENCV_DOC_DIR", OPENCV_DOC)),
+    "opencv-doc": Source("opencv-doc", False, "apt-get install opencv-doc (Debian, 96 MB)",
+                         lambda: os.environ.get("GD_OPENCV_DOC_DIR", OPENCV_DOC)),
 }
 
 _SKIMAGE = "as stated in skimage.data's docstring: "

@@ -133,7 +133,8 @@ def load_trained_model(model_dir, warn=print):
     """The HybridVAE of a training run, with the weights of its newest checkpoint (for export and sampling).
 
     Reads ``model_dir/run_config.json`` for the architecture and ``model_dir/checkpoints/`` for the weights (the
-    Polyak averages when the run averages them; the rest of the optimizer state is not loaded); a damaged newest checkpoint is reported through
+    Polyak averages when the run averages them; the rest of the optimizer state is not loaded); a damaged newest
+    checkpoint is reported through
     ``warn`` and the previous one used. Raises ``FileNotFoundError`` naming what is missing.
     """
     settings = os.path.join(model_dir, "run_config.json")

@@ -1,7 +1,8 @@
 """RunConfig: everything that defines a training run besides the code, validated before anything heavy starts.
 
 The trainer's flags are generated from these fields (trainers/run_flags.py: same names, defaults, help texts and
-choices, from each field's metadata), so an error message that names a field also names the flag. A run writes its RunConfig to ``model_dir/run_config.json``; a rerun in the same ``model_dir``
+choices, from each field's metadata), so an error message that names a field also names the flag. A run writes
+its RunConfig to ``model_dir/run_config.json``; a rerun in the same ``model_dir``
 resumes only if the fields that shape the model, the data order and the schedule are unchanged.
 """
 
@@ -159,7 +160,8 @@ class RunConfig:
         return cls(**values)
 
     def check_resumable_from(self, saved):
-        """Raises :class:`~gd_bottleneck.errors.SettingsError` (a ``ValueError``) listing the fields that differ from a saved run's and that a resume cannot change."""
+        """Raises :class:`~gd_bottleneck.errors.SettingsError` (a ``ValueError``) listing the fields that differ
+        from a saved run's and that a resume cannot change."""
         resumable = set(RESUMABLE_CHANGES)
         if (saved.get("schedule_epochs") or saved.get("epochs")) == self.annealing_epochs:
             # The same annealing: the first steps are the same whatever the length, so a run can be extended

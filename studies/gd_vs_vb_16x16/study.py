@@ -30,7 +30,7 @@ from absl import app, flags
 
 from gd_bottleneck import cli
 from gd_bottleneck.errors import RunInUse, TrainingDiverged
-from gd_bottleneck.training import RunConfig, checkpoints, files, train
+from gd_bottleneck.training import checkpoints, files, train
 from trainers import evaluate, run_flags
 from tuning import convergence
 from tuning.extend import extended_config
