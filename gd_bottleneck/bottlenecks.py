@@ -27,10 +27,12 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from gd_bottleneck.backend import require_tensorflow_backend
 from gd_bottleneck.mi_bound import gaussian_dropout_mi_bound
 from gd_bottleneck.noise import SeededNoiseLayer
 from gd_bottleneck.validation import check_int, check_nonnegative, check_rate
 
+require_tensorflow_backend()
 tfd = tfp.distributions
 
 __all__ = ["Bottleneck", "GaussianDropoutBottleneck", "IdentityBottleneck", "VariationalBottleneck",

@@ -20,9 +20,8 @@ Build REST bodies with :func:`rest_request` (or validate with :func:`check_image
 import numbers
 
 import numpy as np
-import tensorflow as tf
 
-from gd_bottleneck.export import MAX_IMAGES_PER_REQUEST
+from gd_bottleneck.serving import MAX_IMAGES_PER_REQUEST
 
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
 
@@ -85,11 +84,13 @@ class ExportedModel:
 
     def __init__(self, path):
         self.path = path
+        import tensorflow as tf  # here, not at import: building and checking requests needs no TensorFlow
         self.loaded = tf.saved_model.load(path)
         spec = self.loaded.signatures["encode"].structured_input_signature[1]["images"]
         self.image_size = int(spec.shape[1])
 
     def _call(self, signature, **inputs):
+        import tensorflow as tf  # already loaded by __init__
         outputs = self.loaded.signatures[signature](**{name: tf.constant(value) for name, value in inputs.items()})
         return {name: value.numpy() for name, value in outputs.items()}
 

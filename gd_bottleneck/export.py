@@ -28,8 +28,8 @@ import tensorflow as tf
 
 from gd_bottleneck import sampling
 from gd_bottleneck.errors import ExportError
+from gd_bottleneck.serving import MAX_IMAGES_PER_REQUEST
 
-MAX_IMAGES_PER_REQUEST = 256  # bounds a request's time and memory; split bigger ones
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 

@@ -30,8 +30,8 @@ from gd_bottleneck.config import ModelConfig
 from gd_bottleneck.distributions import DiscretizedLogisticMixture
 from gd_bottleneck.hybrid_decoder import build_hybrid_decoder
 from gd_bottleneck.noise import GaussianSample
-from gd_bottleneck.pixelcnn import ConditionalPixelCNN, derived_seeds
-from gd_bottleneck.seeding import initializer_seeds
+from gd_bottleneck.pixelcnn import ConditionalPixelCNN
+from gd_bottleneck.seeding import derived_seeds, initializer_seeds
 from gd_bottleneck.vae import Decoder, Encoder
 from gd_bottleneck.validation import check_nonnegative, check_seed
 

@@ -23,7 +23,10 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from gd_bottleneck.backend import require_tensorflow_backend
 from gd_bottleneck.validation import check_rate, check_seed
+
+require_tensorflow_backend()
 
 
 class SeededNoiseLayer(keras.layers.Layer):

@@ -18,11 +18,11 @@ architecture of ``tfd.PixelCNN`` in ``benchmarks/train_throughput.py``, and a ba
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from gd_bottleneck.noise import SeededDropout
 from gd_bottleneck.precision import policy_scope
+from gd_bottleneck.seeding import derived_seeds
 from gd_bottleneck.validation import check_int, check_rate, check_seed
 from gd_bottleneck.weight_norm import WeightNormConv2D, WeightNormConv2DTranspose, WeightNormDense
 
@@ -54,11 +54,6 @@ def right_shift(x):
 def concat_elu(x):
     """ELU of ``[x, -x]`` along the channels: keeps both signs' information through the nonlinearity."""
     return tf.nn.elu(tf.concat([x, -x], axis=-1))
-
-
-def derived_seeds(seed, count):
-    """``count`` distinct seeds in ``[0, 2**31)`` determined by ``seed`` (one per noisy sublayer)."""
-    return [int(s) % 2**31 for s in np.random.SeedSequence(seed).generate_state(count, dtype=np.uint32)]
 
 
 def window_columns(tensor, start, width):

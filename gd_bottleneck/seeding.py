@@ -1,4 +1,5 @@
-"""Seeded weight initialisation: the same ``seed`` gives the same initial weights in every process.
+"""Seeds: the same ``seed`` gives the same initial weights in every process, and one seed makes the seeds of a
+model's noisy sublayers.
 
 Why this is needed: a Keras 3 initializer created without a seed (``"glorot_uniform"``, ``Dense()``'s defaults,
 every initializer of Keras' own layers) draws its seed from Python's global ``random`` module when it is *created*
@@ -10,6 +11,13 @@ caller's ``random`` state back afterwards, so a library call never changes the u
 
 import contextlib
 import random
+
+import numpy as np
+
+
+def derived_seeds(seed, count):
+    """``count`` distinct seeds in ``[0, 2**31)`` determined by ``seed`` (one per noisy sublayer)."""
+    return [int(s) % 2**31 for s in np.random.SeedSequence(seed).generate_state(count, dtype=np.uint32)]
 
 
 @contextlib.contextmanager
