@@ -1,5 +1,5 @@
 """Benchmarks: throughput of training and sampling, printed as JSON lines (results/benchmarks/)."""
 
-from trainers.quiet_start import quiet_tensorflow_start
+from gd_bottleneck.cli import quiet_tensorflow_start
 
 quiet_tensorflow_start()

@@ -1,5 +1,5 @@
 """Runnable examples of the library (python -m examples.quick_tour)."""
 
-from trainers.quiet_start import quiet_tensorflow_start
+from gd_bottleneck.cli import quiet_tensorflow_start
 
 quiet_tensorflow_start()

@@ -1,5 +1,5 @@
 """Studies: each folder holds one study's plan, flags, runner, code and results (see its README)."""
 
-from trainers.quiet_start import quiet_tensorflow_start
+from gd_bottleneck.cli import quiet_tensorflow_start
 
 quiet_tensorflow_start()

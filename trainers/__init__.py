@@ -1,5 +1,5 @@
 """Command-line entry points (absl apps). The library itself never reads flags."""
 
-from trainers.quiet_start import quiet_tensorflow_start
+from gd_bottleneck.cli import quiet_tensorflow_start
 
 quiet_tensorflow_start()

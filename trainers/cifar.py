@@ -12,7 +12,7 @@ of the --model_preset.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from gd_bottleneck import cli
 from gd_bottleneck.training import TrainingInterrupted, train
@@ -24,9 +24,6 @@ flags.adopt_module_key_flags(run_flags)  # listed by --helpshort as this program
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)  # TF's INFO chatter (checkpoint sharding, ...) hides the progress lines
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     if FLAGS.model_dir is None:
         raise app.UsageError("Flag --model_dir is required.")
     try:

@@ -9,7 +9,7 @@ gd_bottleneck/data/statistics.py (a model must beat ``independent_bpd`` to have 
 
 import json
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from gd_bottleneck import cli, data
 from gd_bottleneck.data import statistics
@@ -37,9 +37,6 @@ def dataset_statistics(dataset, image_size, data_dir=None):
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     try:
         result = dataset_statistics(FLAGS.dataset, FLAGS.image_size, FLAGS.data_dir)
     except ValueError as error:

@@ -19,7 +19,7 @@ import csv
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from gd_bottleneck import cli, data, evaluation
 from gd_bottleneck.errors import UserError
@@ -165,9 +165,6 @@ def evaluate_run(model_dir, z_samples, noise_samples, seed=0, split="test", max_
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     if not FLAGS.model_dir:
         raise app.UsageError("Flag --model_dir is required.")
     if FLAGS.max_images < 0:

@@ -6,7 +6,7 @@ Writes ``<export_dir>/<next integer version>/`` atomically from the newest check
 versions are never overwritten. Prints the version's path.
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from gd_bottleneck import cli
 from gd_bottleneck.export import export_saved_model
@@ -20,9 +20,6 @@ flags.DEFINE_string("export_dir", None, "SavedModel base folder (default: saved_
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     if not FLAGS.model_dir:
         raise app.UsageError("Flag --model_dir is required.")
     try:

@@ -13,7 +13,7 @@ printed as JSON.
 import json
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 from gd_bottleneck import cli, client
 from gd_bottleneck.image_grids import write_png_grid
@@ -52,9 +52,6 @@ def _inputs():
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     inputs = _inputs()
     try:
         if FLAGS.rest_body:

@@ -10,7 +10,7 @@ shows such grids for different dropout rates and KL weights.
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 
 from gd_bottleneck import cli, data, sampling
 from gd_bottleneck.image_grids import write_png_grid
@@ -28,9 +28,6 @@ flags.DEFINE_bool("rows_share_z", False, "Every row of the grid shares one z ~ N
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     if not FLAGS.model_dir:
         raise app.UsageError("Flag --model_dir is required.")
     if FLAGS.reconstruct and FLAGS.rows_share_z:

@@ -4,6 +4,6 @@
     python -m tuning.frontier runs/search --out frontier.png --csv frontier.csv
 """
 
-from trainers.quiet_start import quiet_tensorflow_start
+from gd_bottleneck.cli import quiet_tensorflow_start
 
 quiet_tensorflow_start()

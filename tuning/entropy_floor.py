@@ -21,8 +21,6 @@ flags.DEFINE_string("out", None, "Where to write the JSON (printed either way)."
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     if FLAGS.image_size not in (8, 16, 32):
         raise app.UsageError(f"Flag --image_size must be 8, 16 or 32. Received: {FLAGS.image_size}")
     figures = entropy_floor(FLAGS.split, FLAGS.image_size, FLAGS.images)

@@ -148,7 +148,7 @@ def main(argv):
 def run():
     """Console-script entry point (see setup.cfg)."""
     define_flags()
-    cli.run(main)
+    cli.run(main, arguments=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Settings without a finished run are listed as missing.
 import os
 
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from gd_bottleneck import cli, sampling
 from gd_bottleneck.image_grids import write_png_grid
@@ -41,8 +41,6 @@ def draw(model_dir, name, out):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     records = frontier.load_runs([FLAGS.search])
     report = {"command": f"python -m tuning.figure3 --search={FLAGS.search} --out={FLAGS.out} --seed={FLAGS.seed}",
               "sample_seed": SAMPLE_SEED, "grids": [], "missing": []}

@@ -279,7 +279,7 @@ def report(records, split="test", out=None, csv_path=None, runs_csv=None, gaps_c
 def run():
     """Console-script entry point (see setup.cfg)."""
     define_flags()
-    cli.run(main)
+    cli.run(main, arguments=True)
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ def probe(paths, csv_path=None, runs_csv=None, latents="sample"):
 def run():
     """Console-script entry point (see setup.cfg)."""
     define_flags()
-    cli.run(main)
+    cli.run(main, arguments=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 
 import grpc
 import keras_tuner as kt
-from absl import app, flags, logging
+from absl import app, flags
 
 from gd_bottleneck import cli
 from gd_bottleneck.training import strategies
@@ -132,9 +132,6 @@ def report(tuner, write=print):
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     if FLAGS.intra_op_threads > 0:  # process-wide, so before anything of the search runs a TensorFlow op
         strategies.set_intra_op_threads(FLAGS.intra_op_threads)
     try:
