@@ -9,8 +9,8 @@ Both models are the same architecture: ``filters`` channels in both streams, ``r
 channels, the same receptive fields (TFP's masked 3x3/3x3 kernels keep 2x3 and 2x2 taps, our shifted convolutions
 are 2x3 and 2x2), weight normalisation on both sides or on neither (``--weight_norm``: ours
 ``ConditionalPixelCNN(weight_norm=True)``, TFP's ``use_weight_norm=True``; data-dependent initialisation is a one-time
-pass, off on both sides here) and no conditioning (ours is built with ``conditional=False``; until 2026-12-06 it
-was given a 1-channel zero condition, whose projections cost it 10-25% of its step). A training step is forward,
+pass, off on both sides here) and no conditioning (ours is built with ``conditional=False``; docs/benchmarks.md
+says how the figures before that compare). A training step is forward,
 backward and an Adam update (each framework's own Adam: ours is the trainer's ``FusedAdam``, TFP's is tf_keras'
 Adam, both on TensorFlow's fused ``ResourceApplyAdam``), on the same uint8 batch, in a ``tf.function``. Each
 measurement runs in its own process (so peak RSS is its own), warms up (tracing, first steps), then times ``--steps``

@@ -31,8 +31,8 @@ def without_edge(x, axis, first):
     """``x`` [B, H, W, C] without its first (``first``) or last row (``axis=1``) or column (``axis=2``).
 
     The same values as ``x[:, 1:]`` or ``x[:, :-1]``, written as ``tf.slice``: indexing builds a ``StridedSlice``
-    whose gradient, ``StridedSliceGrad``, costs about 5x a ``Slice``'s (a pad) on CPU (forward plus gradient on a
-    [16, 16, 16, 32] map: 4.7 ms against 0.9 ms, one thread), and the shifts below run in every PixelCNN++ layer."""
+    whose gradient is much slower than a ``Slice``'s on CPU, and the shifts below run in every PixelCNN++ layer
+    (docs/design.md, "Measurements behind the code")."""
     begin, size = [0, 0, 0, 0], [-1, -1, -1, -1]
     if first:
         begin[axis] = 1
@@ -96,9 +96,8 @@ class ShiftedConv2D(keras.layers.Layer):
         self.conv.build(tuple(shape))
 
     def call(self, x):
-        # Pad, then a "valid" convolution. Letting the convolution pad by itself (tf.nn.conv2d's explicit padding)
-        # gives the same values and a slightly faster forward pass, but its gradients run 1.75-2.4x slower on CPU
-        # (oneDNN; measured at the paper's and a small shape), so a training step is slower overall.
+        # Pad, then a "valid" convolution: the same values as the convolution's own explicit padding, whose gradients
+        # are slower on CPU (docs/design.md, "Measurements behind the code").
         return self.conv(tf.pad(x, self.padding))
 
     # ------------------------------------------------------------------ incremental evaluation (the cached sampler)
@@ -111,7 +110,7 @@ class ShiftedConv2D(keras.layers.Layer):
 
         A window of exactly one receptive field is one matrix product, ``[B, kh * kw * C] @ [kh * kw * C, F]``:
         the same sum of products as the convolution, and much cheaper to dispatch than a convolution op on a
-        single position (oneDNN's convolution of one position cost about 0.1 ms of fixed overhead here).
+        single position (docs/design.md, "Measurements behind the code").
         ``weights``: :meth:`window_weights`, if the caller computed them once for many windows.
         """
         kh, kw = self.kernel_size

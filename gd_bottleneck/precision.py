@@ -4,8 +4,8 @@
 
 * ``"float32"`` (default): everything in float32.
 * ``"mixed_bfloat16"``: convolutions and activations in bfloat16, weights and their updates in float32. On CPUs with
-  AMX (Sapphire Rapids and later) oneDNN runs bfloat16 convolutions several times faster than float32 (measured
-  5.3x for the paper's 2x3 convolution here); on TPUs and recent GPUs it is the usual choice. No loss scaling needed.
+  AMX (Sapphire Rapids and later) oneDNN runs bfloat16 convolutions several times as fast as float32
+  (docs/benchmarks.md); on TPUs and recent GPUs it is the usual choice. No loss scaling needed.
 * ``"mixed_float16"``: float16 compute for GPUs; the optimizer is wrapped in Keras' ``LossScaleOptimizer`` (dynamic
   loss scaling), because float16 gradients underflow otherwise.
 

@@ -100,9 +100,9 @@ def reference_samples(model, z, seed):
 def _draw_with_caches(model, u, gumbel, logistic):
     """The cached generation loop: ``u [B, H, W, Cu]`` and the pixels' noise in, float images ``[B, H, W, 3]`` out.
 
-    Every slice keeps a static shape (``pixelcnn_cache.crop``): with dynamic shapes the same loop ran 3.5x slower
-    (TensorFlow's graph optimizations need them). It also compiles with XLA, which on this CPU was no faster and
-    changed 0.04% of the sub-pixels (XLA's transcendental functions round differently), so it is not used.
+    Every slice keeps a static shape (``pixelcnn_cache.crop``): TensorFlow's graph optimizations need them. XLA is
+    not used: it was no faster here and rounds transcendental functions differently (docs/design.md, "Measurements
+    behind the code").
     """
     size = model.config.image_size
     num_images = tf.shape(u)[0]
@@ -122,8 +122,7 @@ def _draw_loop(model, u, gumbel, logistic, size, num_images):
     The stages below the first compute only at pixels whose row and column are both even (stage s + 1 at
     multiples of 2^(s + 1)), so odd rows, half of the pixels, run a pixel loop without a condition; even rows decide
     per pixel with a ``tf.cond``, whose cost does not depend on the branch taken. Two pixels per step in even rows
-    (the odd column without a condition too) was about 3% faster again, but a third more graph: slower traces,
-    exports and loads."""
+    would save little and cost a bigger graph (docs/design.md, "Measurements behind the code")."""
     network = IncrementalPixelCNN(model.pixelcnn, u)
     deepest = network.s - 1
 

@@ -96,8 +96,8 @@ class RunConfig:
     image_summaries: int = setting(8, "Images per TensorBoard grid of samples/reconstructions; 0 disables.")
     deterministic: bool = setting(False, "Enable TF op determinism (bitwise-reproducible runs, slower).")
     intra_op_threads: int = setting(0, "Threads a single TensorFlow op may use; 0: TensorFlow's default (one per "
-                                    "core). 1 runs independent ops side by side instead: small() at 8x8 trains 2x "
-                                    "faster on 2 CPU cores (docs/benchmarks.md). Changes float rounding only.")
+                                    "core). 1 runs independent ops side by side instead, which suits small models "
+                                    "(docs/benchmarks.md). Changes float rounding only.")
 
     def __post_init__(self):
         if not isinstance(self.model_dir, str) or not self.model_dir:
