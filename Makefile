@@ -31,30 +31,28 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q -n 2 --dist loadfile  # 2 processes, one test file each at a time (module fixtures stay whole)
 
-# The Figure 2 sweep at CPU scale (results/figure2/README.md); rerunning resumes where it stopped.
+# The 8x8 Figure 2 study (studies/figure2_8x8/README.md); rerunning resumes where it stopped.
+F2 := studies/figure2_8x8/results
+F2_SEARCHES = $(wildcard $(F2)/search $(F2)/search_extension)
+
 figure2: $(STAMP)
-	PYTHON=$(PY) tuning/run_figure2.sh
+	PYTHON=$(PY) studies/figure2_8x8/run.sh
 	$(MAKE) figure2-report
 
 # Tables and plot of the sweep so far, main grid and extension (works on a partial sweep).
 figure2-report: $(STAMP)
-	$(PY) -m tuning.frontier $(wildcard results/figure2/search results/figure2/search_extension) --out results/figure2/frontier.png \
-		--csv results/figure2/figure2.csv --runs_csv results/figure2/runs.csv --gaps_csv results/figure2/gaps.csv \
-		--floor results/figure2/entropy_floor.json | tee results/figure2/frontier.txt
-	$(PY) -m tuning.frontier results/figure2/search > results/figure2/frontier_main_grid.txt
-	$(PY) -m tuning.curves $(wildcard results/figure2/search results/figure2/search_extension) \
-		--out results/figure2/curves.png
-	$(PY) -m tuning.extend --list $(wildcard results/figure2/search results/figure2/search_extension) \
-		> results/figure2/extended_runs.txt
-	$(PY) -m tuning.probe $(wildcard results/figure2/search results/figure2/search_extension) \
-		--csv results/figure2/probe.csv --runs_csv results/figure2/probe_runs.csv > results/figure2/probe.txt
-	$(PY) -m tuning.noisy_evaluation $(wildcard results/figure2/search results/figure2/search_extension \
-		results/figure2/search_rescore) \
-		--csv results/figure2/noisy_evaluation.csv > results/figure2/noisy_evaluation.txt
+	$(PY) -m tuning.frontier $(F2_SEARCHES) --out $(F2)/frontier.png --csv $(F2)/figure2.csv \
+		--runs_csv $(F2)/runs.csv --gaps_csv $(F2)/gaps.csv --floor $(F2)/entropy_floor.json | tee $(F2)/frontier.txt
+	$(PY) -m tuning.frontier $(F2)/search > $(F2)/frontier_main_grid.txt
+	$(PY) -m tuning.curves $(F2_SEARCHES) --out $(F2)/curves.png
+	$(PY) -m tuning.extend --list $(F2_SEARCHES) > $(F2)/extended_runs.txt
+	$(PY) -m tuning.probe $(F2_SEARCHES) --csv $(F2)/probe.csv --runs_csv $(F2)/probe_runs.csv > $(F2)/probe.txt
+	$(PY) -m tuning.noisy_evaluation $(F2_SEARCHES) $(wildcard $(F2)/search_rescore) \
+		--csv $(F2)/noisy_evaluation.csv > $(F2)/noisy_evaluation.txt
 
 # Figure 3's grids (samples, and rows sharing z) from the sweep's finished seed-0 runs that still have checkpoints.
 figure3: $(STAMP)
-	$(PY) -m tuning.figure3 --search=results/figure2/search --out=results/figure3
+	$(PY) -m studies.figure2_8x8.figure3 --search=$(F2)/search --out=studies/figure2_8x8/figure3
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -359,15 +359,16 @@ def sweep_flags(flagfile):
                 {name: flags.FLAGS[name].value for name in SWEEP_PROTOCOL}, flags.FLAGS.project_name)
 
 
-@pytest.mark.parametrize("flagfile, settings", [
-    ("tuning/figure2.flags", {("gaussian_dropout", 0.015), ("gaussian_dropout", 0.05), ("gaussian_dropout", 0.15),
-                              ("gaussian_dropout", 0.5), ("gaussian_dropout", 0.9), ("variational", 0.005),
-                              ("variational", 0.02), ("variational", 0.08), ("variational", 0.3), ("none", None),
-                              ("auxiliary_decoder", 1.0)}),
-    ("tuning/figure2_extension.flags", {("gaussian_dropout", 0.97), ("gaussian_dropout", 0.99),
-                                        ("variational", 1.0)})])
+MAIN_GRID = {("gaussian_dropout", 0.015), ("gaussian_dropout", 0.05), ("gaussian_dropout", 0.15),
+             ("gaussian_dropout", 0.5), ("gaussian_dropout", 0.9), ("variational", 0.005), ("variational", 0.02),
+             ("variational", 0.08), ("variational", 0.3), ("none", None), ("auxiliary_decoder", 1.0)}
+EXTENSION = {("gaussian_dropout", 0.97), ("gaussian_dropout", 0.99), ("variational", 1.0)}
+
+
+@pytest.mark.parametrize("flagfile, settings", [("studies/figure2_8x8/figure2.flags", MAIN_GRID),
+                                                ("studies/figure2_8x8/figure2_extension.flags", EXTENSION)])
 def test_the_figure2_sweeps_grid_every_setting_for_three_seeds(flagfile, settings, tmp_path, monkeypatch):
-    """What `make figure2` runs (results/figure2/README.md): each flagfile's grid, enumerated by the real oracle
+    """What `make figure2` runs (studies/figure2_8x8/README.md): each flagfile's grid, enumerated by the real oracle
     with training faked, is its settings x seeds 0-2, once each, seeds varying slowest."""
     monkeypatch.chdir(REPO)
     specs = sweep_flags(flagfile)[0]
@@ -381,8 +382,8 @@ def test_the_figure2_sweeps_grid_every_setting_for_three_seeds(flagfile, setting
 
 def test_the_figure2_extension_shares_the_main_protocol_in_a_search_of_its_own(monkeypatch):
     monkeypatch.chdir(REPO)
-    _, main_protocol, main_project = sweep_flags("tuning/figure2.flags")
-    _, extension_protocol, extension_project = sweep_flags("tuning/figure2_extension.flags")
+    _, main_protocol, main_project = sweep_flags("studies/figure2_8x8/figure2.flags")
+    _, extension_protocol, extension_project = sweep_flags("studies/figure2_8x8/figure2_extension.flags")
     assert extension_protocol == main_protocol and main_protocol["epochs"] == 12
     assert (main_project, extension_project) == ("search", "search_extension")
 

@@ -1,7 +1,7 @@
 """Learning curves of a sweep: held-out ELBO and VAE KL against the training step, for every run and setting.
 
-    python -m tuning.curves results/figure2/search results/figure2/search_extension \
-        --out results/figure2/curves.png --floor results/figure2/entropy_floor.json
+    python -m tuning.curves studies/figure2_8x8/results/search studies/figure2_8x8/results/search_extension \
+        --out studies/figure2_8x8/results/curves.png --floor studies/figure2_8x8/results/entropy_floor.json
 
 This is the evidence behind the convergence criterion (``tuning.convergence``): each run's ``curve.jsonl`` (the
 trainer's ``--curve_points`` evaluations in test mode on held-out training images) as a thin line, each setting's mean
@@ -97,7 +97,7 @@ def define_flags():
     """This command's flags, shared by name with ``tuning.frontier`` (see :func:`gd_bottleneck.cli.define_flag`)."""
     cli.define_flag(flags.DEFINE_string, "out", None, "Where to write the plot (.png).")
     cli.define_flag(flags.DEFINE_string, "floor", None,
-                    "entropy_floor.json (python -m tuning.entropy_floor) to draw on the plot.")
+                    "entropy_floor.json (python -m studies.figure2_8x8.entropy_floor) to draw on the plot.")
 
 
 def main(argv):

@@ -1,7 +1,7 @@
 """Trains the finished runs that miss the convergence criterion further, at their final learning rate, until they meet
 it.
 
-    python -m tuning.extend results/figure2/search results/figure2/search_extension --extra_epochs=3 --max_epochs=24
+    python -m tuning.extend runs/search1 runs/search2 --extra_epochs=3 --max_epochs=24
 
 Why: a sweep gives every run the same budget, but the strongest bottlenecks learn slowest (in the Figure 2 sweep,
 Gaussian dropout p = 0.97 was still improving by 0.022 bits/dim over its last quarter after 12 epochs). A run that

@@ -1,7 +1,7 @@
 """The ELBO-vs-KL trade-off of a set of runs (the paper's Figure 2): table, plot, and GD-vs-VB comparison.
 
-    python -m tuning.frontier runs/figure2 --out results/figure2/frontier.png --csv results/figure2/figure2.csv
-    python -m tuning.frontier --from_runs_csv results/figure2/runs.csv --out frontier.png   # from the committed table
+    python -m tuning.frontier runs/search --out frontier.png --csv figure2.csv
+    python -m tuning.frontier --from_runs_csv studies/figure2_8x8/results/runs.csv --out frontier.png
 
 Arguments are results.json files or folders searched for them (a search directory, a trainer model_dir). Runs are
 grouped by kind (gaussian_dropout, variational, none, auxiliary_decoder) and strength (dropout rate, beta); seeds of
@@ -216,7 +216,7 @@ def define_flags():
     cli.define_flag(flags.DEFINE_string, "runs_csv", None, "Where to write the per-run table (.csv).")
     cli.define_flag(flags.DEFINE_enum, "split", "test", ["test", "validation"], "Which evaluation to use.")
     cli.define_flag(flags.DEFINE_string, "floor", None,
-                    "entropy_floor.json (python -m tuning.entropy_floor) to draw on the plot.")
+                    "entropy_floor.json (python -m studies.figure2_8x8.entropy_floor) to draw on the plot.")
     cli.define_flag(flags.DEFINE_string, "gaps_csv", None,
                     "Where to write the GD-vs-VB comparisons per VB setting: the interpolated gaps with bootstrap "
                     "and paired intervals, then the differences to the nearest GD setting (.csv).")

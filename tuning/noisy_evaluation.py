@@ -1,7 +1,7 @@
 """The test ELBO of trained runs with the bottleneck's training noise kept at test time, beside the paper's evaluation.
 
-    python -m tuning.noisy_evaluation results/figure2/search results/figure2/search_extension \
-        --csv results/figure2/noisy_evaluation.csv
+    python -m tuning.noisy_evaluation studies/figure2_8x8/results/search studies/figure2_8x8/results/search_extension \
+        --csv studies/figure2_8x8/results/noisy_evaluation.csv
 
 Why: the paper evaluates (and ``results.json`` reports) every model with the bottleneck switched off at test time:
 Gaussian dropout as the identity, the variational bottleneck as its mean. The mixer was trained on the noisy v,

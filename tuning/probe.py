@@ -1,6 +1,6 @@
 """Linear probes: how well a run's VAE latents predict the ``gd_shapes`` generative factors.
 
-    python -m tuning.probe runs/figure2 --csv results/figure2/probe.csv
+    python -m tuning.probe runs/figure2 --csv studies/figure2_8x8/results/probe.csv
 
 Why: the VAE KL says *how much* the latents carry, not *what*. The embedded dataset records the factors each image
 was rendered from, so we can ask whether a stronger bottleneck on the autoregressive path pushes the global

@@ -52,7 +52,7 @@ flags.DEFINE_integer("noisy_evaluation_draws", 0, "After each trial, also score 
                      "noise kept, averaged over this many draws (tuning.noisy_evaluation), kept in the run folder as "
                      "noisy_evaluation.json; 0: not done.", lower_bound=0)
 flags.DEFINE_bool("leave_when_idle", False, "A worker leaves when the oracle has no new trial for it (a grid whose "
-                  "last trials other workers run) instead of waiting; tuning/run_figure2.sh uses it so that each "
+                  "last trials other workers run) instead of waiting; studies/figure2_8x8/run.sh uses it so that each "
                   "core moves on to the next search.")
 for _name in space.TUNABLE:
     flags.DEFINE_string(f"tune_{_name}", None, f"Vary {_name}: values a,b,c or a range LOW:HIGH[:log].")

@@ -62,7 +62,7 @@ class PolyakAdam(FusedAdam):
 
         Without it the step-0 weights keep a share of ``decay ** T`` in the average after T steps (17% after 1,779
         steps at 0.999), and a short run's average is dragged towards its initialisation: measured on the CPU-scale
-        protocol, 0.8 bits/dim worse than the last weights (results/recipe_ablation/).
+        protocol, 0.8 bits/dim worse than the last weights (studies/recipe_ablation/results/).
         """
         step = keras.ops.cast(self.iterations, "float32")
         decay = keras.ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step))

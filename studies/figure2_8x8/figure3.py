@@ -1,6 +1,6 @@
 """The paper's Figure 3 at CPU scale: sample grids of the Figure 2 sweep's models, and grids whose rows share z.
 
-    python -m tuning.figure3 --search=results/figure2/search --out=results/figure3
+    python -m studies.figure2_8x8.figure3 --search=studies/figure2_8x8/results/search --out=studies/figure2_8x8/figure3
 
 For each of the paper's Figure 3 settings (Gaussian dropout p = 0.015 and 0.15, variational beta = 0.02 and 0.08;
 seed 0) whose run has finished and still has its checkpoints, writes ``<setting>_samples.png`` (64 samples, z ~
@@ -21,8 +21,9 @@ from gd_bottleneck.training.checkpoints import load_trained_model
 from tuning import frontier
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("search", "results/figure2/search", "The sweep's folder (searched for results.json files).")
-flags.DEFINE_string("out", "results/figure3", "Where the PNG grids and figure3.json go.")
+flags.DEFINE_string("search", "studies/figure2_8x8/results/search",
+                    "The sweep's folder (searched for results.json files).")
+flags.DEFINE_string("out", "studies/figure2_8x8/figure3", "Where the PNG grids and figure3.json go.")
 flags.DEFINE_integer("seed", 0, "Which seed's runs to draw from (the sweep's seeds: 0, 1, 2).")
 SETTINGS = [("gd", frontier.GD, 0.015), ("gd", frontier.GD, 0.15), ("vb", frontier.VB, 0.02), ("vb", frontier.VB, 0.08)]
 SAMPLE_SEED = [3, 0]
@@ -42,7 +43,8 @@ def draw(model_dir, name, out):
 
 def main(argv):
     records = frontier.load_runs([FLAGS.search])
-    report = {"command": f"python -m tuning.figure3 --search={FLAGS.search} --out={FLAGS.out} --seed={FLAGS.seed}",
+    command = f"python -m studies.figure2_8x8.figure3 --search={FLAGS.search} --out={FLAGS.out} --seed={FLAGS.seed}"
+    report = {"command": command,
               "sample_seed": SAMPLE_SEED, "grids": [], "missing": []}
     for short, kind, strength in SETTINGS:
         name = f"{short}_{strength:g}"

@@ -1,6 +1,6 @@
 """Write the embedded dataset's entropy floor (the best NLL any model can reach) as JSON, for the frontier plot.
 
-    python -m tuning.entropy_floor --image_size=16 --out=results/figure2/entropy_floor.json
+    python -m studies.figure2_8x8.entropy_floor --image_size=16 --out=studies/figure2_8x8/results/entropy_floor.json
 
 See gd_bottleneck/data/entropy_floor.py for what is computed and why it bounds every model's ELBO.
 """
@@ -24,8 +24,8 @@ def main(argv):
     if FLAGS.image_size not in (8, 16, 32):
         raise app.UsageError(f"Flag --image_size must be 8, 16 or 32. Received: {FLAGS.image_size}")
     figures = entropy_floor(FLAGS.split, FLAGS.image_size, FLAGS.images)
-    figures["command"] = (f"python -m tuning.entropy_floor --image_size={FLAGS.image_size} --split={FLAGS.split} "
-                          f"--images={FLAGS.images}")
+    figures["command"] = (f"python -m studies.figure2_8x8.entropy_floor --image_size={FLAGS.image_size} "
+                          f"--split={FLAGS.split} --images={FLAGS.images}")
     if FLAGS.out:
         files.write_json_atomically(FLAGS.out, figures)
     print(json.dumps(figures, indent=2))

@@ -1,6 +1,6 @@
 """Does PixelCNN++'s training recipe (weight norm + data-dependent init, Polyak averaging) help at CPU scale?
 
-    python -m benchmarks.recipe_ablation --out=results/recipe_ablation          # 4 variants x 2 seeds, ~20 min
+    python -m studies.recipe_ablation.recipe_ablation --out=studies/recipe_ablation/results   # 4 variants x 2 seeds
 
 Trains small() on the embedded 8x8 shapes with Gaussian dropout p=0.15 (the Figure 2 protocol's settings, for
 ``--epochs`` epochs of 593 steps) four ways: plain, ``--weight_norm``, ``--polyak_decay``, both; each for every
@@ -44,7 +44,7 @@ def run(name, flags, runs, core):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="results/recipe_ablation")
+    parser.add_argument("--out", default="studies/recipe_ablation/results")
     parser.add_argument("--runs", default="runs/recipe_ablation")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", default="0,1")
@@ -67,7 +67,7 @@ def main():
                         **{key: round(float(np.mean([row[key] for row in mine])), 4)
                            for key in ("test_elbo_bpd", "test_kl_bpd", "validation_elbo_bpd", "s_per_step")}})
         print(json.dumps(summary[-1]))
-    command = " ".join(["python -m benchmarks.recipe_ablation", *sys.argv[1:]])
+    command = " ".join(["python -m studies.recipe_ablation.recipe_ablation", *sys.argv[1:]])
     with open(os.path.join(args.out, "results.json"), "w") as file:
         json.dump({"command": command, "polyak_decay": args.polyak_decay, "epochs": args.epochs,
                    "summary": summary, "runs": rows}, file, indent=1)
