@@ -8,7 +8,7 @@ Both models are the same architecture: ``filters`` channels in both streams, ``r
 ``stages`` resolutions, binary dropout, a mixture of ``components`` discretized logistics with conditional colour
 channels, the same receptive fields (TFP's masked 3x3/3x3 kernels keep 2x3 and 2x2 taps, our shifted convolutions
 are 2x3 and 2x2), weight normalisation on both sides or on neither (``--weight_norm``: ours
-``ConditionalPixelCNN(weight_norm=True)``, TFP's ``use_weight_norm=True``; data-dependent initialisation is a one-time
+``PixelCNN(weight_norm=True)``, TFP's ``use_weight_norm=True``; data-dependent initialisation is a one-time
 pass, off on both sides here) and no conditioning (ours is built with ``conditional=False``; docs/benchmarks.md
 says how the figures before that compare). A training step is forward,
 backward and an Adam update (each framework's own Adam: ours is the trainer's ``FusedAdam``, TFP's is tf_keras'
@@ -69,14 +69,14 @@ def _images(arch, seed=0):
 
 
 def ours_step(arch, jit_compile, precision="float32"):
-    """Our ConditionalPixelCNN + DiscretizedLogisticMixture: ``(train_step, loss_and_gradients, model)``."""
+    """Our PixelCNN + DiscretizedLogisticMixture: ``(train_step, loss_and_gradients, model)``."""
     import tensorflow as tf
 
     from gd_bottleneck.distributions import DiscretizedLogisticMixture
-    from gd_bottleneck.pixelcnn import ConditionalPixelCNN
+    from gd_bottleneck.pixelcnn import PixelCNN
     from gd_bottleneck.training.optimizer import FusedAdam
 
-    network = ConditionalPixelCNN(arch["filters"], arch["resnets"], arch["stages"], arch["dropout"],
+    network = PixelCNN(arch["filters"], arch["resnets"], arch["stages"], arch["dropout"],
                                   DiscretizedLogisticMixture.num_params(arch["components"], 3), seed=0,
                                   weight_norm=arch["weight_norm"], dtype=precision, conditional=False)
     images = tf.constant(_images(arch).astype(np.float32))

@@ -30,7 +30,7 @@ from gd_bottleneck.config import ModelConfig
 from gd_bottleneck.distributions import DiscretizedLogisticMixture
 from gd_bottleneck.hybrid_decoder import build_hybrid_decoder
 from gd_bottleneck.noise import GaussianSample
-from gd_bottleneck.pixelcnn import ConditionalPixelCNN
+from gd_bottleneck.pixelcnn import PixelCNN
 from gd_bottleneck.seeding import derived_seeds, initializer_seeds
 from gd_bottleneck.vae import Decoder, Encoder
 from gd_bottleneck.validation import check_nonnegative, check_seed
@@ -96,7 +96,7 @@ class HybridVAE(keras.Model):
         self.encoder = Encoder(cfg, dtype=cfg.precision, name="encoder")
         self.latent_sample = GaussianSample(seed=latent_seed, name="latent_sample")
         self.decoder = Decoder(cfg, dtype=cfg.precision, name="decoder")
-        self.pixelcnn = ConditionalPixelCNN(cfg.pixelcnn_filters, cfg.pixelcnn_resnets_per_stage, cfg.pixelcnn_stages,
+        self.pixelcnn = PixelCNN(cfg.pixelcnn_filters, cfg.pixelcnn_resnets_per_stage, cfg.pixelcnn_stages,
                                             cfg.pixelcnn_dropout, cfg.pixelcnn_output_dim, seed=pixelcnn_seed,
                                             weight_norm=cfg.weight_norm, dtype=cfg.precision, name="pixelcnn")
         self.bottleneck_layer = bottleneck_registry.create(bottleneck, cfg.pixelcnn_output_dim, seed=bottleneck_seed,

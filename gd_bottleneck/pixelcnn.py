@@ -56,13 +56,6 @@ def concat_elu(x):
     return tf.nn.elu(tf.concat([x, -x], axis=-1))
 
 
-def window_columns(tensor, start, width):
-    """``tensor[:, :, start:start + width]`` with a tensor ``start`` and a static ``width`` (the result keeps a
-    static shape, which TensorFlow's graph optimizations and XLA need in the sampler's loop)."""
-    begin = tf.stack([0, 0, start, 0])
-    return tf.slice(tensor, begin, [-1, tensor.shape[1], width, tensor.shape[3]])
-
-
 @keras.saving.register_keras_serializable(package="gd_bottleneck")
 class ShiftedConv2D(keras.layers.Layer):
     """A convolution padded so that it never looks below (``"down"``) or below/right (``"down_right"``).
@@ -100,113 +93,11 @@ class ShiftedConv2D(keras.layers.Layer):
         # are slower on CPU (docs/design.md, "Measurements behind the code").
         return self.conv(tf.pad(x, self.padding))
 
-    # ------------------------------------------------------------------ incremental evaluation (the cached sampler)
-    # A generator that fills an image in raster order keeps, per convolution, the part of its (padded) input that
-    # later outputs still need, and evaluates the convolution only where a new output became computable.
-
-    def on_window(self, window, weights=None):
-        """The outputs whose receptive fields make up ``window``, an input slice *with the padding in place*
-        (e.g. ``[B, kh, kw, C]`` -> one output ``[B, 1, 1, F]``).
-
-        A window of exactly one receptive field is one matrix product, ``[B, kh * kw * C] @ [kh * kw * C, F]``:
-        the same sum of products as the convolution, and much cheaper to dispatch than a convolution op on a
-        single position (docs/design.md, "Measurements behind the code").
-        ``weights``: :meth:`window_weights`, if the caller computed them once for many windows.
-        """
-        kh, kw = self.kernel_size
-        if window.shape[1] != kh or window.shape[2] != kw:
-            return self.conv(window)
-        kernel, bias = self.window_weights(window.dtype) if weights is None else weights
-        flat = tf.reshape(window, [-1, kh * kw * window.shape[3]])
-        output = tf.matmul(flat, kernel) + bias
-        return tf.reshape(output, [-1, 1, 1, self.filters])
-
-    def window_weights(self, dtype):
-        """``(kernel [kh * kw * C, F], bias [F])`` of :meth:`on_window`'s matrix product. The cached sampler
-        computes them once, before its pixel loop: ops written in a loop's body run at every step, and these
-        (a reshape, and the kernel's normalisation with weight norm) do not change from pixel to pixel."""
-        kernel, bias = self._effective_weights(dtype)
-        return tf.reshape(kernel, [-1, self.filters]), bias
-
-    def _effective_weights(self, dtype):
-        """``(kernel, bias)`` as the convolution computes with them (the normalised kernel with weight norm)."""
+    def effective_weights(self, dtype):
+        """``(kernel [kh, kw, C, F], bias [F])`` in ``dtype``, as the convolution computes with them (the normalised
+        kernel with weight norm): what incremental evaluation (gd_bottleneck/incremental_layers.py) reads."""
         kernel = self.conv._direction(self.conv.scale) if self.weight_norm else self.conv.kernel
         return tf.cast(kernel, dtype), tf.cast(self.conv.bias, dtype)
-
-    def initial_row_cache(self, batch, width, channels, dtype):
-        """Zeros ``[B, kh - 1, width + horizontal padding, C]``: the rows above the image (its top padding)."""
-        kh, (left, right) = self.kernel_size[0], self.padding[2]
-        return tf.zeros([batch, kh - 1, width + left + right, channels], dtype)
-
-    def row_window(self, cache, row):
-        """``(window, new cache)`` for the next input row ``[B, 1, W, C]`` of a ``"down"`` convolution: the
-        window is what :meth:`on_window` turns into the output row (every stride-th column for strided ones);
-        the cache holds the ``kh - 1`` padded input rows above the next row."""
-        left, right = self.padding[2]
-        padded = tf.pad(row, [[0, 0], [0, 0], [left, right], [0, 0]])
-        window = tf.concat([cache, padded], axis=1)
-        return window, window[:, 1:]
-
-    def row_step(self, cache, row):
-        """``(output row [B, 1, W, F], new cache)`` of a stride-1 ``"down"`` convolution (see :meth:`row_window`)."""
-        window, cache = self.row_window(cache, row)
-        return self.on_window(window), cache
-
-    def initial_pixel_cache(self, batch, width, channels, dtype):
-        """A ``"down_right"`` convolution's padded input at the top left of the image, ``(above, row, left)``:
-
-        * ``above [B, kh - 1, width + kw - 1, C]``: the rows above the row in progress (read, never written, while
-          a row is drawn);
-        * ``row [B, 1, width + kw - 1, C]``: the row in progress (written, never read, while it is drawn; it
-          becomes the last row of ``above`` at :meth:`next_row`);
-        * ``left [B, 1, kw - 1, C]``: its last ``kw - 1`` values (the next window's bottom left).
-
-        Why three tensors and not one: TensorFlow writes into a tensor in place only when nothing else reads it.
-        A single cache that is both written and read at every pixel was copied whole at every write, which took
-        about half of ``small()``'s pixel step (see :meth:`pixel_window`)."""
-        kh, kw = self.kernel_size
-        padded = width + kw - 1
-        return (tf.zeros([batch, kh - 1, padded, channels], dtype), tf.zeros([batch, 1, padded, channels], dtype),
-                tf.zeros([batch, 1, kw - 1, channels], dtype))
-
-    def pixel_window(self, cache, column, value, image_indices=None):
-        """Writes input ``value [B, 1, 1, C]`` at ``column`` of the row in progress of a ``"down_right"``
-        convolution's cache (:meth:`initial_pixel_cache`); returns ``(the window of the output at that column
-        [B, kh, kw, C], new cache)``. Called at every column of a row, left to right.
-
-        The window is the rows above at columns ``column .. column + kw - 1`` (padded coordinates), then ``left``
-        and ``value``: one concatenation of ``[B, 1, (kh - 1) * kw + kw - 1 + 1, C]``, reshaped (row-major, so the
-        values are in the order of the window). ``image_indices``: ``tf.range(B)``, computed once by the caller,
-        so that every write of a pixel step builds its position from the same tensors and TensorFlow's graph
-        optimizer computes it once for all of them (ops per pixel are what a sampler's step pays for)."""
-        kh, kw = self.kernel_size
-        above, row, left = cache
-        if image_indices is None:
-            image_indices = tf.range(tf.shape(row)[0])
-        channels = value.shape[-1]
-        above_window = tf.reshape(window_columns(above, column, kw), [-1, 1, (kh - 1) * kw, channels])
-        bottom = tf.concat([above_window, left, value], axis=2)  # [B, 1, kh * kw, C]
-        window = tf.reshape(bottom, [-1, kh, kw, channels])
-        where = tf.stack([image_indices, tf.zeros_like(image_indices),
-                          tf.fill(tf.shape(image_indices), column + kw - 1)], axis=1)
-        row = tf.tensor_scatter_nd_update(row, where, value[:, 0, 0])
-        left = value if kw == 2 else bottom[:, :, kh * kw - (kw - 1):]
-        return window, (above, row, left)
-
-    def pixel_step(self, cache, column, value, image_indices=None, weights=None):
-        """``(output at column [B, 1, 1, F], new cache)`` of a stride-1 ``"down_right"`` convolution: everything it
-        sees (the rows above, the pixels to the left and this one) is known (see :meth:`pixel_window`;
-        ``weights``: see :meth:`on_window`)."""
-        window, cache = self.pixel_window(cache, column, value, image_indices)
-        return self.on_window(window, weights), cache
-
-    @staticmethod
-    def next_row(cache):
-        """A pixel cache at the start of a new row: the finished row joins the rows above (the oldest leaves), the
-        new row in progress and its left values are zeros (the left padding)."""
-        above, row, left = cache
-        above = row if above.shape[1] == 1 else tf.concat([above[:, 1:], row], axis=1)
-        return above, tf.zeros_like(row), tf.zeros_like(left)
 
     def compute_output_shape(self, input_shape):
         scale = lambda n: None if n is None else n // self.strides
@@ -283,11 +174,12 @@ class GatedResnet(keras.layers.Layer):
                                          if self.conditional else None)
 
     def call(self, x, skip=None, condition=None, training=None):
-        return self._gated(x, self.conv_in, skip, lambda h: self.conv_out(self.drop(h, training=training)),
-                           self.gate_bias(condition))
+        return self.gated(x, self.conv_in, skip, lambda h: self.conv_out(self.drop(h, training=training)),
+                          self.gate_bias(condition))
 
-    def _gated(self, x, conv_in, skip, conv_out, gate_bias):
-        """The block's maths with the two convolutions given as functions (whole maps, a row, a pixel)."""
+    def gated(self, x, conv_in, skip, conv_out, gate_bias):
+        """The block's maths with the two convolutions given as functions: whole maps here, a row or a pixel in
+        incremental evaluation (gd_bottleneck/incremental_layers.py), so the maths lives in one place."""
         hidden = conv_in(concat_elu(x))
         if self.skip_projection is not None:
             hidden = hidden + self.skip_projection(concat_elu(skip))
@@ -297,11 +189,9 @@ class GatedResnet(keras.layers.Layer):
         a, b = tf.split(gates, 2, axis=-1)
         return x + a * tf.sigmoid(b)
 
-    # ------------------------------------------------------------------ incremental evaluation (test mode)
-
     def gate_bias(self, condition):
-        """The conditioning term of the gates, ``[B, H, W, 2F]`` (None for an unconditional block): computed once
-        per image by the cached sampler."""
+        """The conditioning term of the gates, ``[B, H, W, 2F]`` (None for an unconditional block); the cached
+        sampler computes it once per image."""
         if not self.conditional:
             if condition is not None:
                 raise ValueError(f"Block {self.name!r} was built with conditional=False: argument `condition` must "
@@ -311,46 +201,6 @@ class GatedResnet(keras.layers.Layer):
             raise ValueError(f"Block {self.name!r} is conditional: argument `condition` is required.")
         return self.condition_projection(condition)
 
-    def initial_cache(self, batch, width, dtype):
-        """The two convolutions' caches at the top of the image (row caches for "down", pixel caches otherwise)."""
-        initial = "initial_row_cache" if self.shift == "down" else "initial_pixel_cache"
-        return tuple(getattr(conv, initial)(batch, width, 2 * self.filters, dtype)
-                     for conv in (self.conv_in, self.conv_out))
-
-    def row_step(self, cache, x, skip, gate_bias):
-        """A ``"down"`` block on one row ``x [B, 1, W, F]`` (``gate_bias`` that row's): ``(y, new cache)``."""
-        return self._incremental(cache, x, skip, gate_bias,
-                                 lambda index, conv, part, inputs: conv.row_step(part, inputs))
-
-    def pixel_step(self, cache, x, skip, gate_bias, column, image_indices=None, window_weights=None):
-        """A ``"down_right"`` block at one pixel ``x [B, 1, 1, F]`` of the row in progress: ``(y, new cache)``
-        (``image_indices``: see :meth:`ShiftedConv2D.pixel_window`; ``window_weights``: :meth:`window_weights`
-        computed once by the caller)."""
-        weights = window_weights or (None, None)
-        return self._incremental(cache, x, skip, gate_bias, lambda index, conv, part, inputs: conv.pixel_step(
-            part, column, inputs, image_indices, weights[index]))
-
-    def window_weights(self, dtype):
-        """Both convolutions' :meth:`ShiftedConv2D.window_weights`, for :meth:`pixel_step`."""
-        return self.conv_in.window_weights(dtype), self.conv_out.window_weights(dtype)
-
-    def _incremental(self, cache, x, skip, gate_bias, step):
-        """:meth:`_gated` with each convolution run by ``step(index, conv, its cache, inputs) -> (output, new
-        cache)`` (index 0 for ``conv_in``, 1 for ``conv_out``)."""
-        caches = list(cache)
-
-        def convolution(index):
-            def run(inputs):
-                output, caches[index] = step(index, (self.conv_in, self.conv_out)[index], caches[index], inputs)
-                return output
-            return run
-
-        return self._gated(x, convolution(0), skip, convolution(1), gate_bias), tuple(caches)
-
-    def next_row(self, cache):
-        """Pixel caches at the start of a new row (see :meth:`ShiftedConv2D.next_row`)."""
-        return tuple(ShiftedConv2D.next_row(part) for part in cache)
-
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "shift": self.shift, "dropout": self.dropout,
                 "seed": self.seed, "has_skip": self.has_skip, "weight_norm": self.weight_norm,
@@ -358,7 +208,7 @@ class GatedResnet(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="gd_bottleneck")
-class ConditionalPixelCNN(keras.layers.Layer):
+class PixelCNN(keras.layers.Layer):
     """The PixelCNN++ network: ``(x [B, H, W, 3] in [-1, 1], u [B, H, W, Cu]) -> v [B, H, W, output_dim]``, or
     ``x -> v`` when built with ``conditional=False``.
 

@@ -124,7 +124,7 @@ def _draw_loop(model, u, gumbel, logistic, size, num_images):
     per pixel with a ``tf.cond``, whose cost does not depend on the branch taken. Two pixels per step in even rows
     would save little and cost a bigger graph (docs/design.md, "Measurements behind the code")."""
     network = IncrementalPixelCNN(model.pixelcnn, u)
-    deepest = network.s - 1
+    deepest = network.stages - 1
 
     def draw_row(row, state, images):
         state = network.start_row(state, row)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gd_bottleneck.pixelcnn import ConditionalPixelCNN, ShiftedConv2D, ShiftedConv2DTranspose, down_shift, right_shift
+from gd_bottleneck.pixelcnn import PixelCNN, ShiftedConv2D, ShiftedConv2DTranspose, down_shift, right_shift
 from tests.dependencies import assert_sees_above_and_left_neighbours, pixel_dependencies, strictly_before
 
 
@@ -36,23 +36,6 @@ def test_shifted_convolutions_see_exactly_their_window(shift, kernel, rows, cols
     np.testing.assert_array_equal(deps[i, j], expected)
 
 
-@pytest.mark.parametrize("kernel", [(2, 2), (2, 1), (2, 3), (3, 3)])
-def test_a_down_right_convolution_drawn_pixel_by_pixel_equals_the_whole_map(kernel):
-    """The sampler's pixel cache (rows above, row in progress, its last kw - 1 values) at kernel sizes the network
-    does not use too: every output from ``pixel_step`` in raster order, with ``next_row`` between rows."""
-    layer = ShiftedConv2D(5, kernel, "down_right")
-    x = tf.random.stateless_normal([2, 4, 6, 3], seed=[1, 2])
-    whole = layer(x)
-    cache = layer.initial_pixel_cache(2, 6, 3, tf.float32)
-    for row in range(4):
-        if row:
-            cache = ShiftedConv2D.next_row(cache)
-        for col in range(6):
-            output, cache = layer.pixel_step(cache, col, x[:, row:row + 1, col:col + 1])
-            np.testing.assert_allclose(output.numpy(), whole[:, row:row + 1, col:col + 1].numpy(), rtol=1e-5,
-                                       atol=1e-6, err_msg=f"pixel ({row}, {col})")
-
-
 def test_strided_and_transposed_convolutions_halve_and_double():
     x = tf.random.normal([2, 8, 8, 3], seed=2)
     assert ShiftedConv2D(5, (2, 3), "down", strides=2)(x).shape == (2, 4, 4, 5)
@@ -62,7 +45,7 @@ def test_strided_and_transposed_convolutions_halve_and_double():
 
 
 def make_network(stages=3, resnets=1, dropout=0.5, dtype=None, conditional=True):
-    return ConditionalPixelCNN(filters=8, resnets_per_stage=resnets, stages=stages, dropout=dropout, output_dim=10,
+    return PixelCNN(filters=8, resnets_per_stage=resnets, stages=stages, dropout=dropout, output_dim=10,
                                seed=4, dtype=dtype, conditional=conditional)
 
 
@@ -86,7 +69,7 @@ def test_v_depends_on_the_condition_everywhere():
 
 
 def test_paper_structure_has_64_gated_resnets():
-    network = ConditionalPixelCNN(160, 5, 3, 0.5, 10, seed=0)
+    network = PixelCNN(160, 5, 3, 0.5, 10, seed=0)
     assert len(network.up_u) + len(network.up_ul) + len(network.down_u) + len(network.down_ul) == 64
 
 
@@ -131,7 +114,7 @@ def test_the_unconditional_network_is_the_conditional_one_with_zero_projections(
 def test_the_unconditional_network_round_trips_through_its_config():
     network = make_network(stages=2, conditional=False)
     network(tf.zeros([1, 8, 8, 3]))
-    clone = ConditionalPixelCNN.from_config(network.get_config())
+    clone = PixelCNN.from_config(network.get_config())
     clone(tf.zeros([1, 8, 8, 3]))
     assert clone.conditional is False and clone.up_u[0].condition_projection is None
     clone.set_weights(network.get_weights())

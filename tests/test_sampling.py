@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from benchmarks.sampling import context_dependent_weights
 from gd_bottleneck import HybridVAE, sampling
-from gd_bottleneck.pixelcnn import ConditionalPixelCNN
+from gd_bottleneck.pixelcnn import PixelCNN
 from gd_bottleneck.pixelcnn_cache import IncrementalPixelCNN
 from tests.tiny_models import RUN_MODEL, TINY
 
@@ -42,7 +42,7 @@ def incremental_outputs(model, images, z, static_depths=False, num_rows=None):
         state = network.start_row(state, tf.constant(row))
         pixels = []
         for col in range(size):
-            bounds = (depth(row, col, network.s),) * 2 if static_depths else None
+            bounds = (depth(row, col, network.stages),) * 2 if static_depths else None
             v, state = network.output(state, tf.constant(row), tf.constant(col), bounds)
             pixels.append(v[:, 0, 0])
             state = network.set_pixel(state, tf.constant(row), tf.constant(col), x[:, row, col])
@@ -67,7 +67,7 @@ def test_incremental_network_outputs_equal_a_full_pass_at_every_pixel():
 
 @pytest.fixture(scope="module")
 def three_stage_network():
-    network = ConditionalPixelCNN(filters=4, resnets_per_stage=1, stages=3, dropout=0.0, output_dim=2, seed=0)
+    network = PixelCNN(filters=4, resnets_per_stage=1, stages=3, dropout=0.0, output_dim=2, seed=0)
     condition = tf.zeros([1, 4, 4, 2])
     network([tf.zeros([1, 4, 4, 3]), condition])
     return IncrementalPixelCNN(network, condition)
