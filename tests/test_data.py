@@ -147,3 +147,14 @@ def test_the_floor_is_the_noise_entropy_of_the_rendered_scenes():
     assert figures["scene_information_bound_bpd"] > 0
     assert figures["best_nll_upper_bound_bpd"] == pytest.approx(figures["floor_bpd"] +
                                                                 figures["scene_information_bound_bpd"])
+
+
+def test_building_an_embedded_dataset_prints_one_line_of_its_own_and_a_built_one_nothing(tmp_path, capsys):
+    data.prepare("shapes_tiny", 8, data_dir=str(tmp_path))
+    printed = capsys.readouterr().out
+    assert "Unknown size" not in printed and "Subsequent calls" not in printed
+    (line,) = [text for text in printed.splitlines() if text.startswith("Building ")]
+    assert line.startswith("Building gd_shapes/8_tiny: 512 train and 128 test procedural 8x8 scenes, no download, "
+                           f"into {tmp_path}") and line.endswith("about 1 s.")
+    data.prepare("shapes_tiny", 8, data_dir=str(tmp_path))
+    assert capsys.readouterr().out == ""
