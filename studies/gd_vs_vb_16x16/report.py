@@ -1,0 +1,154 @@
+"""The study's tables from its kept results alone (no checkpoint needed): runs.csv, and for the pilots, the KL
+targets, the matched strengths and the power calculation of PLAN.md section 6.
+
+    python -m studies.gd_vs_vb_16x16.report pilot      # results/pilot/runs.csv and pilot.txt (printed too)
+
+Each kept run (``results/<phase>/<id>/``) gives one row: its setting (from the phase's CSV), steps, the plateau
+reading (``study.json``), the four bounds on the first 2,000 test images (``bounds.json``), the paper's test ELBO
+and KL on the whole test split (``results.json``) and its wall time.
+"""
+
+import csv
+import math
+import os
+
+import numpy as np
+from absl import app
+from scipy import stats
+
+from gd_bottleneck import cli
+from gd_bottleneck.training import files
+
+STUDY = os.path.dirname(os.path.abspath(__file__))
+BOUNDS = ("elbo_bpd", "iwae_bpd", "noise_marginal_bpd", "kl_bpd")
+GD, VB = "gaussian_dropout", "variational"
+DETECTABLE_BPD, ALPHA, POWER = 0.03, 0.05, 0.8
+LOW_TARGET_RATE, HIGH_TARGET_RATE = 0.5, 0.99  # the plan's KL targets: the pilot KL of GD at these rates
+
+
+def kept_rows(phase):
+    """One dict per kept run of ``phase``, in the phase CSV's order (runs not kept yet are left out)."""
+    with open(os.path.join(STUDY, f"{phase}.csv")) as stream:
+        plan = list(csv.DictReader(stream))
+    rows = []
+    for run in plan:
+        folder = os.path.join(STUDY, "results", phase, run["id"])
+        if not os.path.exists(os.path.join(folder, "study.json")):
+            continue
+        study = files.read_json(os.path.join(folder, "study.json"))
+        row = {"id": run["id"], "bed": run["bed"], "kind": run["kind"], "strength": float(run["strength"]),
+               "seed": int(run["seed"]), "status": study.get("status")}
+        if study.get("status") != "diverged":
+            results = files.read_json(os.path.join(folder, "results.json"))
+            (entry,) = files.read_json(os.path.join(folder, "bounds.json"))["entries"]
+            row.update(steps=results["steps"], epochs=study["epochs"],
+                       change_last_quarter_bpd=study["change_last_quarter_bpd"],
+                       **{name: entry["means"][name]["mean"] for name in BOUNDS},
+                       test_elbo_bpd=results["test_elbo_bpd"], test_kl_bpd=results["test_kl_bpd"],
+                       wall_time_s=results["wall_time_s"])
+        rows.append(row)
+    return rows
+
+
+def transformed_strength(kind, strength):
+    """The axis KL is interpolated on: log(p / (1 - p)) for a Gaussian dropout rate, log(beta) for a VB beta."""
+    return math.log(strength / (1.0 - strength)) if kind == GD else math.log(strength)
+
+
+def strength_for_kl(points, kind, kl):
+    """The strength at which the piecewise-linear curve of KL against :func:`transformed_strength` through
+    ``points`` ([(strength, kl)]) reaches ``kl``; None outside the curve's KL range (no extrapolation)."""
+    points = sorted((transformed_strength(kind, strength), value) for strength, value in points)
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if min(y0, y1) <= kl <= max(y0, y1) and y0 != y1:
+            x = x0 + (kl - y0) * (x1 - x0) / (y1 - y0)
+            return 1.0 / (1.0 + math.exp(-x)) if kind == GD else math.exp(x)
+    return None
+
+
+def seeds_needed(sd_difference, detectable=DETECTABLE_BPD, alpha=ALPHA, power=POWER, most=100):
+    """The smallest n with t(1 - alpha/2, n - 1) + t(power, n - 1) <= detectable * sqrt(n) / sd_difference (a
+    two-sided paired t-test's normal-approximation power formula with t quantiles); None if above ``most``."""
+    for n in range(2, most + 1):
+        if stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1) <= detectable * math.sqrt(n) / sd_difference:
+            return n
+    return None
+
+
+def pilot_report(rows):
+    """The plan's section-6 outcome from the pilot rows, as text lines."""
+    lines = []
+    for bed in sorted({row["bed"] for row in rows}):
+        kept = [row for row in rows if row["bed"] == bed and row.get("kl_bpd") is not None]
+        first = {(row["kind"], row["strength"]): row for row in kept if row["seed"] == 100}
+        lines.append(f"\n== {bed}: KL (bits/dim, first 2,000 test images) by strength, seed 100")
+        for (kind, strength), row in sorted(first.items()):
+            lines.append(f"  {kind:<17} {strength:<6} KL {row['kl_bpd']:.4f}  elbo {row['elbo_bpd']:.4f}  "
+                         f"noise-marginal {row['noise_marginal_bpd']:.4f}  plateau {row['status']}")
+        gd = [(strength, row["kl_bpd"]) for (kind, strength), row in first.items() if kind == GD]
+        vb = [(strength, row["kl_bpd"]) for (kind, strength), row in first.items() if kind == VB]
+        targets = [dict(gd).get(LOW_TARGET_RATE), dict(gd).get(HIGH_TARGET_RATE)]
+        if None in targets or len(vb) < 2:
+            lines.append("  KL targets: not yet (GD p = 0.5 and 0.99 and two VB pilots are needed)")
+        else:
+            for name, kl in zip(("low", "high"), targets):
+                beta = strength_for_kl(vb, VB, kl)
+                rate = strength_for_kl(gd, GD, kl)
+                lines.append(f"  target {name}: KL {kl:.4f}  GD p = {rate if rate is None else round(rate, 4)}  "
+                             f"VB beta = {beta if beta is None else round(beta, 4)}"
+                             + ("" if beta is not None else "  (outside VB's pilot range: PLAN.md 6.1 applies)"))
+        for kind, strength in ((GD, LOW_TARGET_RATE), (VB, 0.1)):
+            pair = [row for row in kept if (row["kind"], row["strength"]) == (kind, strength)]
+            if len(pair) == 2:
+                sds = {name: abs(pair[0][name] - pair[1][name]) / math.sqrt(2) for name in BOUNDS}
+                lines.append(f"  seed sd of {kind} {strength} (2 seeds): " +
+                             ", ".join(f"{name} {value:.4f}" for name, value in sds.items()))
+    return lines
+
+
+def power_lines(rows):
+    """The number of seeds (PLAN.md 6.2) from the largest per-arm seed sd of the primary evaluation."""
+    sds = []
+    for bed in {row["bed"] for row in rows}:
+        for kind, strength in ((GD, LOW_TARGET_RATE), (VB, 0.1)):
+            pair = [row["noise_marginal_bpd"] for row in rows
+                    if (row["bed"], row["kind"], row["strength"]) == (bed, kind, strength) and "kl_bpd" in row]
+            if len(pair) == 2:
+                sds.append(abs(pair[0] - pair[1]) / math.sqrt(2))
+    if not sds:
+        return ["\npower: not yet (needs the seed-101 pilots)"]
+    sd_difference = math.sqrt(2) * max(sds)
+    return [f"\npower: largest per-arm seed sd {max(sds):.4f} (of {len(sds)} pairs), sd of a paired difference "
+            f"<= {sd_difference:.4f}; seeds for {DETECTABLE_BPD} bits/dim at 5%, 80% power: "
+            f"{seeds_needed(sd_difference)}; with the 8x8 study's paired sd 0.016: {seeds_needed(0.016)}"]
+
+
+def write_csv(rows, path):
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    lines = [",".join(names)] + [",".join("" if row.get(name) is None else str(row[name]) for name in names)
+                                 for row in rows]
+    files.write_text_atomically(path, "\n".join(lines) + "\n")
+
+
+def main(argv):
+    if len(argv) != 2 or not os.path.exists(os.path.join(STUDY, f"{argv[1]}.csv")):
+        raise app.UsageError("Give one phase: the name of a CSV in the study's folder (pilot, main).")
+    phase = argv[1]
+    rows = kept_rows(phase)
+    if not rows:
+        raise app.UsageError(f"No run of phase {phase!r} is kept yet (results/{phase}/).")
+    folder = os.path.join(STUDY, "results", phase)
+    write_csv(rows, os.path.join(folder, "runs.csv"))
+    lines = [f"{len(rows)} kept runs of phase {phase} (results/{phase}/runs.csv)"]
+    if phase == "pilot":
+        lines += pilot_report(rows) + power_lines(rows)
+        costs = [row["wall_time_s"] for row in rows if "wall_time_s" in row]
+        lines.append(f"\nper-run training wall time: median {np.median(costs) / 60:.1f} min over {len(costs)} runs "
+                     "(RUNLOG.md lists pauses included in some)")
+    text = "\n".join(lines)
+    print(text)
+    files.write_text_atomically(os.path.join(folder, f"{phase}.txt"), text + "\n")
+
+
+if __name__ == "__main__":
+    cli.run(main, arguments=True)

@@ -1,0 +1,31 @@
+"""The 16x16 study's pure helpers: matching strengths to a KL target, and the number of seeds the plan asks for."""
+
+import math
+
+import pytest
+from scipy import stats
+
+from studies.gd_vs_vb_16x16 import report
+
+
+def test_strengths_are_interpolated_on_the_logit_of_p_and_the_log_of_beta():
+    gd = [(0.5, 0.05), (0.9, 0.10), (0.99, 0.20)]
+    # KL 0.075 lies halfway between p = 0.5 (logit 0) and p = 0.9 (logit log 9): p = 1 / (1 + 9 ** -0.5) = 0.75
+    assert report.strength_for_kl(gd, "gaussian_dropout", 0.075) == pytest.approx(0.75)
+    vb = [(0.1, 0.08), (0.03, 0.12)]  # KL falls as beta grows
+    assert report.strength_for_kl(vb, "variational", 0.10) == pytest.approx(math.sqrt(0.03 * 0.1))
+    assert report.strength_for_kl(vb, "variational", 0.2) is None  # no extrapolation
+    assert report.strength_for_kl(gd, "gaussian_dropout", 0.01) is None
+
+
+def test_the_seed_count_is_the_smallest_that_meets_the_power_formula():
+    for sd in (0.01, 0.016, 0.03, 0.05):
+        n = report.seeds_needed(sd)
+        holds = lambda k: (stats.t.ppf(0.975, k - 1) + stats.t.ppf(0.8, k - 1)) <= 0.03 * math.sqrt(k) / sd  # noqa
+        assert holds(n) and (n == 2 or not holds(n - 1))
+        # The exact power of the paired t-test at that n (noncentral t) is near the 80% aimed at.
+        critical = stats.t.ppf(0.975, n - 1)
+        exact = 1 - stats.nct.cdf(critical, n - 1, 0.03 * math.sqrt(n) / sd)
+        assert exact > 0.78  # never under-powered (conservative at small n: 0.97 at n = 4)
+    assert report.seeds_needed(0.03) > report.seeds_needed(0.016)
+    assert report.seeds_needed(1.0) is None  # beyond the cap
