@@ -151,7 +151,11 @@ class GaussianDropoutBottleneck(Bottleneck, SeededNoiseLayer):
         features (they get independent noise, so the sum bounds the joint), with the moments estimated over all
         positions of the batch."""
         flat = tf.reshape(x, [-1, x.shape[-1]])
-        return {"mi_bound": tf.reduce_sum(gaussian_dropout_mi_bound(flat, self.rate))}
+        # A diverging model's v is not finite: report NaN (the trainer's guard stops on the loss) instead of letting
+        # the bound's input check stop the step with an error.
+        finite = tf.reduce_all(tf.math.is_finite(flat))
+        bound = tf.reduce_sum(gaussian_dropout_mi_bound(tf.where(finite, flat, tf.zeros_like(flat)), self.rate))
+        return {"mi_bound": tf.where(finite, bound, tf.constant(math.nan, bound.dtype))}
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

@@ -278,3 +278,18 @@ def test_validation_examples_are_the_last_training_images_and_must_leave_some_to
 def test_durations_read_as_clock_times():
     from gd_bottleneck.training.callbacks import clock
     assert [clock(0), clock(59.6), clock(61), clock(3600 + 62)] == ["00:00", "01:00", "01:01", "1:01:02"]
+
+
+@pytest.mark.parametrize("bottleneck, strength", [("gaussian_dropout", {"dropout_rate": 0.1}),
+                                                  ("variational", {"beta": 0.1})])
+def test_a_diverging_run_stops_with_the_guards_message_for_either_bottleneck(tmp_path, shapes_data_dir, bottleneck,
+                                                                            strength):
+    """A learning rate of 1e3 blows the weights up within a few steps: every metric of the step (the MI bound
+    included) must let the guard see the NaN loss, and the message must say that no checkpoint was written."""
+    settings = {"dropout_rate": None, **strength}
+    config = tiny_run(tmp_path / "run", shapes_data_dir, bottleneck=bottleneck, **settings, learning_rate=1e3,
+                      checkpoint_every=100, image_summaries=0, export=False)
+    with pytest.raises(TrainingDiverged, match="NaN/inf at step") as stop:
+        train(config, write=lambda text, flush=False: None)
+    assert "No checkpoint was written before it" in str(stop.value) and "new --model_dir" in str(stop.value)
+    assert "None" not in str(stop.value)

@@ -242,9 +242,11 @@ def _train_in(config, strategy, chief, run_data, began, write):
     guard = _fit(config, model, manager, run_data, start_step, wall_time, chief, write)
     step = int(model.optimizer.iterations.numpy())
     if guard.diverged_at is not None:
+        kept = (f"The newest checkpoint ({manager.latest_checkpoint}) is the last good one" if manager.latest_checkpoint
+                else "No checkpoint was written before it")
         raise TrainingDiverged(
-            f"The loss became NaN/inf at step {guard.diverged_at}; training stopped. The newest checkpoint "
-            f"({manager.latest_checkpoint}) is the last good one. Lower learning_rate or check the data.")
+            f"The loss became NaN/inf at step {guard.diverged_at}; training stopped. {kept}. A run's learning rate "
+            f"cannot change: rerun with a lower --learning_rate in a new --model_dir (or check the data).")
     if guard.signal_received:
         raise TrainingInterrupted(f"{guard.signal_received} received: checkpoint saved at step {step} in "
                                   f"{manager.directory}; rerun the same command to resume.")
