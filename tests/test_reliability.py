@@ -280,3 +280,19 @@ def test_user_errors_found_at_run_time_are_one_line_without_a_traceback(tmp_path
     for name in ("cifar", "size"):
         assert not os.path.exists(tmp_path / name) or not os.listdir(tmp_path / name), name
     assert json.loads((existing / "run_config.json").read_text())["dropout_rate"] == 0.3
+
+
+def test_checkpoints_without_their_settings_are_refused_and_left_as_they_are(tmp_path, shapes_data_dir):
+    model_dir = tmp_path / "run"
+    config = tiny_run(model_dir, shapes_data_dir, epochs=1, image_summaries=0, export=False)
+    train(config, write=lambda text, flush=False: None)
+    index = (model_dir / "checkpoints" / "checkpoint").read_bytes()
+    os.remove(model_dir / "run_config.json")
+    other = tiny_run(model_dir, shapes_data_dir, epochs=2, image_summaries=0, export=False, dropout_rate=0.5)
+    with pytest.raises(SettingsError, match="holds checkpoints but no run_config.json"):
+        train(other, write=lambda text, flush=False: None)
+    assert not (model_dir / "run_config.json").exists()  # nothing written, nothing trained
+    assert (model_dir / "checkpoints" / "checkpoint").read_bytes() == index
+    (model_dir / "run_config.json").write_text("{not json")
+    with pytest.raises(SettingsError, match="is not a readable run_config.json"):
+        train(other, write=lambda text, flush=False: None)

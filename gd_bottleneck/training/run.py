@@ -88,10 +88,23 @@ def load_run_data(config):
 
 
 def _check_against_saved_run(config):
-    """Refuses (``SettingsError``) settings that differ from the run already in ``model_dir``; reads only."""
+    """Refuses (``SettingsError``) settings that differ from the run already in ``model_dir``, and checkpoints whose
+    settings are unknown (no readable run_config.json beside them): resuming them under the flags of the moment
+    would record settings those weights were never trained with. Reads only."""
     path = os.path.join(config.model_dir, "run_config.json")
     if os.path.exists(path):
-        config.check_resumable_from(files.read_json(path))
+        try:
+            saved = files.read_json(path)
+            if not isinstance(saved, dict):
+                raise ValueError(f"a JSON {type(saved).__name__}, not an object")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise SettingsError(f"{path} is not a readable run_config.json ({error}); the settings of the run in "
+                                "`model_dir` are unknown. Restore the file, or use a new model_dir.") from None
+        config.check_resumable_from(saved)
+    elif checkpoints.candidates(os.path.join(config.model_dir, "checkpoints")):
+        raise SettingsError(f"`model_dir` {config.model_dir!r} holds checkpoints but no run_config.json: the settings "
+                            "they were trained with are unknown, so they are not resumed. Use a new model_dir, or "
+                            "put the run's run_config.json back.")
 
 
 @contextlib.contextmanager
