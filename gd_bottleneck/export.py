@@ -11,13 +11,17 @@ Signatures (images are uint8 ``[n, H, W, 3]``, H = W = the model's image_size; s
     elbo                        images -> elbo_bpd [n], kl_bpd [n]   test mode (no bottleneck noise), bits/dim
 
 Each version carries ``assets.extra/tf_serving_warmup_requests``: one ``sample`` request (1 image) that TF Serving
-replays when it loads the version, so the first real request does not pay the sampler's graph optimisation.
+replays when it loads the version, so the first real request does not pay the sampler's graph optimisation, and
+``assets.extra/gd_bottleneck_run.json``: which run wrote it (its folder and settings). A model folder belongs to one
+run: TF Serving switches to a folder's newest version at its next poll, so exporting another run there (another
+image size, another bottleneck) would silently change the model being served; it is refused unless forced.
 
 Sampling uses the cached sampler; image b of a request with seed s is the same whatever the request's size. The
 SavedModel is plain TensorFlow: it loads without this package. Requests with ``num_samples`` or ``n`` outside
 ``[1, MAX_IMAGES_PER_REQUEST]`` fail with INVALID_ARGUMENT; wrong dtypes or shapes are rejected by the signature.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -31,6 +35,7 @@ from gd_bottleneck.errors import ExportError
 from gd_bottleneck.serving import MAX_IMAGES_PER_REQUEST
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+RUN_FILE = os.path.join("assets.extra", "gd_bottleneck_run.json")
 
 
 def existing_versions(base_dir):
@@ -146,13 +151,41 @@ def write_warmup_requests(version_dir):
         writer.write(log.SerializeToString())
 
 
-def export_saved_model(model, base_dir):
+def version_runs(base_dir):
+    """``{version: the run folder that wrote it, or None when the version does not say}`` under ``base_dir``."""
+    runs = {}
+    for version in existing_versions(base_dir):
+        path = os.path.join(base_dir, str(version), RUN_FILE)
+        try:
+            with open(path) as stream:
+                runs[version] = json.load(stream)["model_dir"]
+        except (OSError, ValueError, KeyError, TypeError):
+            runs[version] = None
+    return runs
+
+
+def check_model_folder(base_dir, run):
+    """Refuses (:class:`~gd_bottleneck.errors.ExportError`) to add ``run``'s version (``run["model_dir"]``) to a
+    model folder whose versions another run wrote, or whose versions do not say which run wrote them."""
+    others = {version: owner for version, owner in version_runs(base_dir).items() if owner != run["model_dir"]}
+    if others:
+        owners = sorted({owner or "an unknown run" for owner in others.values()})
+        raise ExportError(f"The model folder {base_dir} holds versions {sorted(others)} of {', '.join(owners)}; "
+                          f"adding {run['model_dir']}'s would make TF Serving switch models at its next poll. Export "
+                          "into another folder (--export_dir), or force it (trainers.export --force).")
+
+
+def export_saved_model(model, base_dir, run=None, force=False):
     """Writes ``model`` as the next version under ``base_dir`` and returns the version's path.
 
-    The version folder gets the usual umask-based permissions (readable by a TF Serving process running as another
-    user when the umask allows it). A write that fails (a full disk, say) raises
+    ``run``: the identity of the run being exported, ``{"model_dir": absolute path, "config": its settings}``,
+    written into the version (``RUN_FILE``); with it, a folder holding another run's versions is refused unless
+    ``force``. The version folder gets the usual umask-based permissions (readable by a TF Serving process running
+    as another user when the umask allows it). A write that fails (a full disk, say) raises
     :class:`~gd_bottleneck.errors.ExportError` and leaves no partial folder; existing versions are never touched.
     """
+    if run is not None and not force:
+        check_model_folder(base_dir, run)
     os.makedirs(base_dir, exist_ok=True)
     remove_abandoned_staging(base_dir)
     archive = keras.export.ExportArchive()
@@ -165,6 +198,9 @@ def export_saved_model(model, base_dir):
         try:
             archive.write_out(staging, verbose=False)
             write_warmup_requests(staging)
+            if run is not None:
+                with open(os.path.join(staging, RUN_FILE), "w") as stream:
+                    json.dump(run, stream, indent=2, sort_keys=True)
         except (OSError, tf.errors.OpError) as error:
             raise ExportError(f"Could not write a SavedModel under {base_dir} ({type(error).__name__}: "
                               f"{str(error).strip().splitlines()[-1][:200]}); is the disk full? Existing versions "

@@ -1,5 +1,6 @@
 """SavedModel export: version layout, atomic publication, no overwrite, signatures, a fresh process, bad requests."""
 
+import json
 import os
 import shutil
 import socket
@@ -92,6 +93,29 @@ def test_a_version_appears_only_when_complete_and_a_failed_export_leaves_nothing
     with pytest.raises(OSError, match="disk full"):
         export.export_saved_model(None, str(base))
     assert sorted(os.listdir(base)) == ["1"]
+
+
+def test_a_model_folder_belongs_to_one_run(tmp_path, fake_archive):
+    """Two runs whose folders end in the same name get different default model folders; exporting one run into a
+    folder holding another run's versions is refused, naming both, unless forced; each version says who wrote it."""
+    from gd_bottleneck.training.run_config import default_export_base
+    assert default_export_base("/x/a/demo") != default_export_base("/x/b/demo")
+    assert default_export_base("/x/a/demo").startswith("saved_models/demo-")
+    assert default_export_base("runs/demo") == default_export_base(os.path.abspath("runs/demo"))  # stable
+    base = str(tmp_path / "model")
+    first, second = {"model_dir": "/x/a/demo", "config": {}}, {"model_dir": "/x/b/demo", "config": {}}
+    version = export.export_saved_model(None, base, first)
+    with open(os.path.join(version, export.RUN_FILE)) as stream:
+        assert json.load(stream)["model_dir"] == "/x/a/demo"
+    assert export.export_saved_model(None, base, first).endswith("2")  # the same run: its next version
+    with pytest.raises(errors.ExportError, match=r"holds versions \[1, 2\] of /x/a/demo; adding /x/b/demo's"):
+        export.export_saved_model(None, base, second)
+    assert export.existing_versions(base) == [1, 2]  # nothing written
+    assert export.export_saved_model(None, base, second, force=True).endswith("3")
+    assert export.version_runs(base) == {1: "/x/a/demo", 2: "/x/a/demo", 3: "/x/b/demo"}
+    os.remove(os.path.join(base, "1", export.RUN_FILE))  # a version that does not say who wrote it
+    with pytest.raises(errors.ExportError, match="an unknown run"):
+        export.check_model_folder(base, first)
 
 
 def test_signatures_have_the_documented_names_dtypes_and_shapes(exported):

@@ -66,6 +66,8 @@ def tuner_from_flags(write=print):
         raise ValueError(f"Flag `--probe_latents` needs the shapes dataset's scene factors "
                          f"(--dataset={FLAGS.dataset}).")
     base = run_flags.run_settings()
+    if not FLAGS["export"].present:  # a search's trials are many runs: each exports only when asked (--export)
+        base["export"] = False
     tunables = space.parse_all({name: FLAGS[f"tune_{name}"].value for name in space.TUNABLE})
     if FLAGS.tuner == "grid":
         ranged = [tunable.name for tunable in tunables if not tunable.values]

@@ -37,7 +37,7 @@ from gd_bottleneck.export import export_saved_model
 from gd_bottleneck.hybrid import HybridVAE
 from gd_bottleneck.training import callbacks, checkpoints, files, strategies
 from gd_bottleneck.training.optimizer import averaged_weights, make_optimizer
-from gd_bottleneck.training.run_config import RunConfig
+from gd_bottleneck.training.run_config import RunConfig, run_identity
 
 __all__ = ["TrainingDiverged", "TrainingInterrupted", "train"]
 
@@ -282,5 +282,5 @@ def _publish(config, model, results):
     written last, so its presence means the run is complete."""
     if config.export:
         with averaged_weights(model):
-            results["export"] = export_saved_model(model, config.export_base)
+            results["export"] = export_saved_model(model, config.export_base, run_identity(config))
     files.write_json_atomically(os.path.join(config.model_dir, "results.json"), results)

@@ -7,6 +7,7 @@ resumes only if the fields that shape the model, the data order and the schedule
 """
 
 import dataclasses
+import hashlib
 import os
 
 from gd_bottleneck import bottleneck_registry
@@ -29,8 +30,17 @@ SAVED_MODELS = "saved_models"
 
 
 def default_export_base(model_dir):
-    """``saved_models/<run name>``: TF Serving's ``--model_base_path`` for the run (versions 1, 2, ... inside)."""
-    return f"{SAVED_MODELS}/{os.path.basename(os.path.normpath(model_dir))}"
+    """``saved_models/<run name>-<8 hex digits>``: TF Serving's ``--model_base_path`` for the run (versions 1, 2, ...
+    inside). The digits hash the run folder's absolute path, so two runs whose folders end in the same name
+    (``/x/a/demo`` and ``/x/b/demo``, every search trial's ``run``) never share a model folder."""
+    folder = os.path.abspath(model_dir)
+    digest = hashlib.sha256(folder.encode()).hexdigest()[:8]
+    return f"{SAVED_MODELS}/{os.path.basename(folder)}-{digest}"
+
+
+def run_identity(config):
+    """What an export records about the run that wrote it (``gd_bottleneck.export.RUN_FILE``)."""
+    return {"model_dir": os.path.abspath(config.model_dir), "config": config.to_dict()}
 
 
 def _choice(value, name, choices):
@@ -86,7 +96,7 @@ class RunConfig:
     seed: int = setting(0, "Seed of the weights, the noise streams and the data order, in [0, 2**31).")
     export: bool = setting(True, "Write a SavedModel version at the end (--noexport skips it).")
     export_dir: str | None = setting(None, "SavedModel base folder; versions 1, 2, ... (default: "
-                                     "saved_models/<run name>, the run name being --model_dir's last folder).")
+                                     "saved_models/<run name>-<hash of the run folder's path>).")
     checkpoint_every: int = setting(500, "Save a checkpoint every this many steps.")
     keep_checkpoints: int = setting(3, "How many checkpoints to keep.")
     strategy: str = setting("default", "tf.distribute strategy; multi_worker reads TF_CONFIG.", STRATEGIES)
@@ -139,8 +149,8 @@ class RunConfig:
 
     @property
     def export_base(self):
-        """Where versions go: ``export_dir``, or ``saved_models/<run name>`` (the run name is model_dir's last
-        folder), relative to the working directory (the repository root for the documented commands)."""
+        """Where versions go: ``export_dir``, or :func:`default_export_base` (relative to the working directory,
+        the repository root for the documented commands)."""
         return self.export_dir or default_export_base(self.model_dir)
 
     @property
