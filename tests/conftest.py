@@ -42,7 +42,8 @@ from tests.shapes_data import shapes_data_dir  # noqa: E402,F401  (fixture share
 # hybrid model's tests ~3 min in all, the samplers ~2 min, export and training ~1.5 min each). With `-n 2 --dist
 # loadfile` a file runs whole on one worker, in collection order, so a long file collected last would leave the
 # other worker idle at the end.
-LONGEST_FIRST = ("test_trainer_cli.py", "test_hybrid.py", "test_sampling.py", "test_evaluation.py", "test_export.py",
+LONGEST_FIRST = ("test_trainer_cli.py", "test_benchmarks.py", "test_hybrid.py", "test_sampling.py",
+                 "test_evaluation.py", "test_export.py",
                  "test_training.py",
                  "test_tuning.py", "test_reliability.py", "test_polyak.py", "test_distributions.py",
                  "test_trainer_flags.py", "test_pixelcnn.py", "test_data.py")

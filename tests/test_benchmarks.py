@@ -1,9 +1,14 @@
 """The benchmarks' own measuring code: the step profiler counts each executed kernel once, and nothing else."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 import tensorflow as tf
 
 from benchmarks import step_profile
+from tests.cli_runs import REPO, environment
 
 
 @pytest.mark.parametrize("name, kind", [("MatMul:MatMul", "MatMul"), ("dense/add:AddV2", "AddV2"),
@@ -44,3 +49,18 @@ def test_profile_counts_each_kernel_of_a_function_once_per_call():
     assert {kind: counts.get(kind) for kind in ("MatMul", "Relu", "AddV2", "Sum")} == {
         "MatMul": 3, "Relu": 3, "AddV2": 3, "Sum": 3}
     assert not set(counts) & step_profile.CONTAINERS
+
+
+def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path):
+    """benchmarks.gpu_check's dry run: the GPU machine's script, every step at toy size, so it cannot rot."""
+    out = tmp_path / "gpu_check.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--cpu_dry_run", f"--out={out}"],
+                          cwd=REPO, env=environment(), capture_output=True, text=True, timeout=1200)
+    report = json.loads(out.read_text())
+    failed = {name: record for name, record in report["steps"].items() if not record["ok"]}
+    assert done.returncode == 0 and not failed, (failed, done.stdout[-2000:])
+    assert list(report["steps"]) == ["environment", "tests", "train_throughput", "sampling", "hybrid_float32",
+                                     "hybrid_mixed_float16", "paper_mirrored"]
+    assert report["steps"]["sampling"]["result"]["identical"] is True
+    assert report["steps"]["hybrid_mixed_float16"]["result"]["precision"] == "mixed_float16"
+    assert report["steps"]["train_throughput"]["result"]["ratio"] > 0
