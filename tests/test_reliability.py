@@ -179,6 +179,7 @@ def test_when_every_checkpoint_is_damaged_the_run_stops_instead_of_starting_over
     config = run_settings(tmp_path / "run", shapes_data_dir)
     folder = tmp_path / "run" / "checkpoints"
     os.makedirs(folder)
+    files.write_json_atomically(str(tmp_path / "run" / "run_config.json"), config.to_dict())  # the run's settings
     (folder / "ckpt-2.index").write_bytes(b"not a checkpoint")
     (folder / "ckpt-2.data-00000-of-00001").write_bytes(b"\1" * 64)
     with pytest.raises(CheckpointError, match=r"No intact checkpoint in .*ckpt-2.*Move the checkpoints folder away"):
