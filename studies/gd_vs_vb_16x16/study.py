@@ -87,9 +87,22 @@ def check_bed(config):
                          "(docs/photos.md says how to install opencv-doc). Delete the built dataset and rebuild.")
 
 
+def current_config(config):
+    """The run's own latest config when it has one (an extended run has more epochs than the flags say), after
+    checking that it is the same run; else ``config``."""
+    path = os.path.join(config.model_dir, "run_config.json")
+    if not os.path.exists(path):
+        return config
+    saved = files.read_json(path)
+    config.check_resumable_from(saved)  # the same run (only resumable fields and the epochs may differ)
+    return config.__class__.from_dict(saved)
+
+
 def converge(config, write):
     """Trains ``config`` and extends it at its final learning rate until the plateau rule holds (or MAX_EPOCHS);
-    returns the plateau reading with the epochs trained and the outcome."""
+    returns the plateau reading with the epochs trained and the outcome. A rerun continues from the run's own
+    config (its epochs so far), not from the flags'."""
+    config = current_config(config)
     while True:
         train(config, write=write)
         reading = convergence.plateau_of(config.model_dir)
@@ -99,7 +112,7 @@ def converge(config, write):
         kept = os.path.join(config.model_dir, f"results_at_step_{saved['steps']}.json")
         if not os.path.exists(kept):
             files.write_json_atomically(kept, saved)
-        config = extended_config(saved["config"], EXTRA_EPOCHS)
+        config = extended_config(config.to_dict(), EXTRA_EPOCHS)  # the epochs this run reached, plus more
         write(f"{config.model_dir}: still improving ({reading['change_last_quarter_bpd']:+.4f} bits/dim over the "
               f"last quarter); training to {config.epochs} epochs at the final learning rate", flush=True)
 
