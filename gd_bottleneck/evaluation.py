@@ -65,21 +65,6 @@ def latent_log_ratio(z, mean, scale):
     return tf.reduce_sum(tf.reshape(terms, [tf.shape(terms)[0], -1]), axis=1)
 
 
-def _noise_context(layer, stream):
-    """The layer's fixed-stream context if it draws noise (SeededNoiseLayer), else a no-op one."""
-    if hasattr(layer, "fixed_stream"):
-        return layer.fixed_stream(stream)
-    return _NoContext()
-
-
-class _NoContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def check_samples(z_samples, noise_samples):
     """``(K, S)`` as ints, or ``ValueError`` naming the argument and its range."""
     z_samples = check_int(z_samples, "z_samples", 1)
@@ -149,7 +134,7 @@ class LikelihoodBounds:
         else:
             # Image-major repeats ([B * S]: image i's draws are rows i * S .. i * S + S - 1), so that a replica's
             # rows are a contiguous slice of the global batch's and N replicas draw what one replica draws.
-            with _noise_context(model.bottleneck_layer, stream):
+            with model.bottleneck_layer.fixed_stream(stream):
                 params = model.mixture_params(tf.repeat(decoded["v"], draws, axis=0),
                                               tf.repeat(decoded["u"], draws, axis=0), training=True)
             log_prob = DiscretizedLogisticMixture.from_params(params).log_prob(tf.repeat(pixels, draws, axis=0))

@@ -15,7 +15,6 @@ A setting already kept for the checkpoint being evaluated is printed again witho
 forces it); once the run has trained further, it is computed anew.
 """
 
-import csv
 import os
 import time
 
@@ -93,13 +92,6 @@ def keep(model_dir, key, entry, per_image):
     entries = [kept for kept in kept_entries(model_dir) if kept.get("setting") != key] + [entry]
     files.write_json_atomically(os.path.join(model_dir, BOUNDS_FILE), {"entries": entries})
     return entry
-
-
-def read_per_image(model_dir, entry):
-    """The per-image values of a kept entry: ``{name: [float]}``."""
-    with open(os.path.join(model_dir, entry["per_image_csv"])) as stream:
-        rows = list(csv.DictReader(stream))
-    return {name: [float(row[name]) for row in rows] for name in evaluation.BOUND_NAMES}
 
 
 def held_out_images(config, split):

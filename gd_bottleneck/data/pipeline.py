@@ -45,18 +45,13 @@ def builder_name(dataset, image_size):
             raise ValueError(f"Argument `image_size` must be 8 with dataset 'shapes_tiny'. Received: "
                              f"image_size={image_size}")
         return "gd_shapes/8_tiny"
-    if dataset == "shapes":
-        sizes = sorted(config.image_size for config in shapes.GdShapes.BUILDER_CONFIGS if config.name.isdigit())
+    if dataset in ("shapes", "photos"):
+        builder = shapes.GdShapes if dataset == "shapes" else photos.GdPhotos
+        sizes = sorted(config.image_size for config in builder.BUILDER_CONFIGS if config.name.isdigit())
         if image_size not in sizes:
-            raise ValueError(f"Argument `image_size` must be one of {sizes} with dataset 'shapes'. Received: "
+            raise ValueError(f"Argument `image_size` must be one of {sizes} with dataset {dataset!r}. Received: "
                              f"image_size={image_size}")
-        return f"gd_shapes/{image_size}"
-    if dataset == "photos":
-        sizes = sorted(config.image_size for config in photos.GdPhotos.BUILDER_CONFIGS if config.name.isdigit())
-        if image_size not in sizes:
-            raise ValueError(f"Argument `image_size` must be one of {sizes} with dataset 'photos' (the patch sizes "
-                             f"gd_photos is cut at). Received: image_size={image_size}")
-        return f"gd_photos/{image_size}"
+        return f"{builder.name}/{image_size}"
     raise ValueError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
 
 
