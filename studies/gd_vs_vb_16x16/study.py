@@ -1,28 +1,34 @@
-"""The study's runner: trains, converges, evaluates and keeps the runs of a phase, resumably, one process per core.
+"""The study's runner: trains, evaluates and keeps the runs of a phase, resumably, one process per core.
 
-    python -m studies.gd_vs_vb_16x16.study pilot --worker=0 --workers=2   # or: studies/gd_vs_vb_16x16/run.sh pilot
+    studies/gd_vs_vb_16x16/run.sh pilot                                  # one worker per core, from frozen code
+    python -m studies.gd_vs_vb_16x16.study pilot --worker=0 --workers=2   # what run.sh starts per core
     python -m studies.gd_vs_vb_16x16.study pilot --status                 # what is done, running, left
 
 A phase is a CSV of runs (``pilot.csv``, later ``main.csv``: id, bed, kind, strength, seed). Worker ``i`` of ``n``
 takes the runs in file order, starting at its own offset, and skips a run another process is training (the
 trainer's lock on its folder) or that is done. For each run (PLAN.md):
 
-1. train it with ``common.flags`` + ``<bed>.flags`` in ``runs/gd_vs_vb_16x16/<phase>/<id>/`` (resumes);
-2. the plateau rule (tuning.convergence.plateau_of): while the held-out ELBO still improves by 0.01 bits/dim or more
-   over the last quarter, train ``EXTRA_EPOCHS`` more at the final learning rate, up to ``MAX_EPOCHS``; a run that
-   got worse by more than that is reported as worsening, not extended;
+1. train it with ``common.flags`` + ``<bed>.flags`` in ``<home>/runs/gd_vs_vb_16x16/<phase>/<id>/`` (resumes): every
+   run the same fixed budget of steps (PLAN.md section 4, as amended after the first pilots);
+2. the plateau reading (tuning.convergence.plateau_of): the held-out ELBO's change over the last quarter, reported
+   (plateau, improving, worsening), never used to train a run longer;
 3. the bounds (trainers.evaluate: K = 16, S = 16, the first 2,000 test images, evaluation seed 0);
 4. keep: copy the run's small files and its final weights (a model-only checkpoint, so the kept folder is itself a
    run folder that ``trainers.evaluate`` and ``trainers.sample`` can load) into ``results/<phase>/<id>/``, and write
-   ``study.json`` there (the plateau reading, epochs, wall time).
+   ``study.json`` there (the plateau reading, epochs, wall time, the commit of the code that made it).
 
-Interrupted, a rerun resumes every step: the trainer from its checkpoint, the rest from the kept files.
+``--home`` is the checkout that receives ``runs/`` and ``results/``; by default the one holding this code. run.sh
+runs the code of a commit from a worktree of its own (``runs/gd_vs_vb_16x16/code/<commit>``) with ``--home`` this
+checkout, so that edits made while the study runs never reach a running worker (AutoGraph re-reads a function's
+source file when it converts it: RUNLOG.md, 17:34). Interrupted, a rerun resumes every step: the trainer from its
+checkpoint, the rest from the kept files.
 """
 
 import csv
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -33,23 +39,41 @@ from gd_bottleneck.errors import RunInUse, TrainingDiverged
 from gd_bottleneck.training import checkpoints, files, train
 from trainers import evaluate, run_flags
 from tuning import convergence
-from tuning.extend import extended_config
 
 FLAGS = flags.FLAGS
 run_flags.define()  # the trainer's flags, parsed from the study's flag files per run (run_config)
 flags.DEFINE_integer("worker", 0, "This process's index, in [0, workers).")
 flags.DEFINE_integer("workers", 1, "How many processes share the phase (one per core).")
 flags.DEFINE_bool("status", False, "Train nothing: print each run's state.")
+flags.DEFINE_string("home", None, "The checkout whose runs/ and studies/gd_vs_vb_16x16/results/ receive the runs "
+                    "(default: the one holding this code).")
 flags.DEFINE_string("trainer_flags", "", "More trainer flags for every run, after the study's (a smoke test of the "
                     "runner with a few steps; never for the study's runs).")
 
 STUDY = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY = os.path.dirname(os.path.dirname(STUDY))
-RUNS = os.path.join(REPOSITORY, "runs", "gd_vs_vb_16x16")
-EXTRA_EPOCHS, MAX_EPOCHS = 2, 15
 Z_SAMPLES, NOISE_SAMPLES, BOUND_IMAGES = 16, 16, 2000
 PHOTO_SOURCES = ["matplotlib", "opencv-doc", "scikit-image", "scikit-learn"]
 KEPT_FILES = ("run_config.json", "results.json", "curve.jsonl", "bounds.json")
+
+
+_home = []  # set once by main(): run_config() re-parses the flags per run, which resets --home
+
+
+def home():
+    return _home[0] if _home else REPOSITORY
+
+
+def runs_folder():
+    return os.path.join(home(), "runs", "gd_vs_vb_16x16")
+
+
+def code_commit():
+    """The commit of the code that runs (its worktree's HEAD), with ``+edits`` when its study files differ."""
+    def git(*arguments):
+        return subprocess.run(["git", "-C", REPOSITORY, *arguments], capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit + ("+edits" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def read_phase(phase):
@@ -68,12 +92,12 @@ def run_config(phase, run, extra=()):
     FLAGS.unparse_flags()
     FLAGS([sys.argv[0], f"--flagfile={os.path.join(STUDY, 'common.flags')}",
            f"--flagfile={os.path.join(STUDY, run['bed'] + '.flags')}", *arguments, f"--seed={run['seed']}",
-           f"--model_dir={os.path.join(RUNS, phase, run['id'])}", *extra])
+           f"--model_dir={os.path.join(runs_folder(), phase, run['id'])}", *extra])
     return run_flags.run_config()
 
 
 def kept_folder(phase, run):
-    return os.path.join(STUDY, "results", phase, run["id"])
+    return os.path.join(home(), "studies", "gd_vs_vb_16x16", "results", phase, run["id"])
 
 
 def check_bed(config):
@@ -87,34 +111,10 @@ def check_bed(config):
                          "(docs/photos.md says how to install opencv-doc). Delete the built dataset and rebuild.")
 
 
-def current_config(config):
-    """The run's own latest config when it has one (an extended run has more epochs than the flags say), after
-    checking that it is the same run; else ``config``."""
-    path = os.path.join(config.model_dir, "run_config.json")
-    if not os.path.exists(path):
-        return config
-    saved = files.read_json(path)
-    config.check_resumable_from(saved)  # the same run (only resumable fields and the epochs may differ)
-    return config.__class__.from_dict(saved)
-
-
-def converge(config, write):
-    """Trains ``config`` and extends it at its final learning rate until the plateau rule holds (or MAX_EPOCHS);
-    returns the plateau reading with the epochs trained and the outcome. A rerun continues from the run's own
-    config (its epochs so far), not from the flags'."""
-    config = current_config(config)
-    while True:
-        train(config, write=write)
-        reading = convergence.plateau_of(config.model_dir)
-        if reading["status"] != "improving" or config.epochs + EXTRA_EPOCHS > MAX_EPOCHS:
-            return {**reading, "epochs": config.epochs}
-        saved = files.read_json(os.path.join(config.model_dir, "results.json"))
-        kept = os.path.join(config.model_dir, f"results_at_step_{saved['steps']}.json")
-        if not os.path.exists(kept):
-            files.write_json_atomically(kept, saved)
-        config = extended_config(config.to_dict(), EXTRA_EPOCHS)  # the epochs this run reached, plus more
-        write(f"{config.model_dir}: still improving ({reading['change_last_quarter_bpd']:+.4f} bits/dim over the "
-              f"last quarter); training to {config.epochs} epochs at the final learning rate", flush=True)
+def train_and_read(config, write):
+    """Trains ``config`` (its fixed budget; resumes) and returns the plateau reading with the epochs trained."""
+    train(config, write=write)
+    return {**convergence.plateau_of(config.model_dir), "epochs": config.epochs, "code_commit": code_commit()}
 
 
 def keep(config, target, reading):
@@ -124,7 +124,7 @@ def keep(config, target, reading):
     staging = target + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(os.path.join(staging, "checkpoints"))
-    for name in KEPT_FILES + tuple(n for n in os.listdir(config.model_dir) if n.startswith("results_at_step_")):
+    for name in KEPT_FILES:
         shutil.copy2(os.path.join(config.model_dir, name), staging)
     shutil.copytree(os.path.join(config.model_dir, "bounds"), os.path.join(staging, "bounds"))
     saver = tf.train.Checkpoint(model_variables=checkpoints.model_variables(model))
@@ -143,7 +143,7 @@ def run_one(phase, run, write, extra=()):
     check_bed(config)
     began = time.time()
     try:
-        reading = converge(config, write)
+        reading = train_and_read(config, write)
     except RunInUse:
         return "in use"
     except TrainingDiverged as error:
@@ -155,14 +155,14 @@ def run_one(phase, run, write, extra=()):
                           write=lambda text, flush=False: write(text, flush=True))
     reading["session_wall_time_s"] = round(time.time() - began, 1)
     keep(config, target, reading)
-    write(f"{run['id']}: kept in {os.path.relpath(target, REPOSITORY)} ({json.dumps(reading)})", flush=True)
+    write(f"{run['id']}: kept in {os.path.relpath(target, home())} ({json.dumps(reading)})", flush=True)
     return "done"
 
 
 def status(phase):
     for run in read_phase(phase):
         kept = os.path.join(kept_folder(phase, run), "study.json")
-        local = os.path.join(RUNS, phase, run["id"], "checkpoints", "checkpoint")
+        local = os.path.join(runs_folder(), phase, run["id"], "checkpoints", "checkpoint")
         state = ("kept: " + json.dumps(files.read_json(kept))) if os.path.exists(kept) else (
             "training or interrupted" if os.path.exists(local) else "not started")
         print(f"{run['id']:<24} {state}")
@@ -172,6 +172,7 @@ def main(argv):
     if len(argv) != 2 or not os.path.exists(os.path.join(STUDY, f"{argv[1]}.csv")):
         raise app.UsageError("Give one phase: the name of a CSV in the study's folder (pilot, main).")
     phase = argv[1]
+    _home.append(os.path.abspath(FLAGS.home or REPOSITORY))
     if FLAGS.status:
         return status(phase)
     if not 0 <= FLAGS.worker < FLAGS.workers:
