@@ -3,8 +3,12 @@
     python -m benchmarks.sampling              # small() 32x32, 16 images: both samplers; paper() 32x32: cached
     python -m benchmarks.sampling --quick      # small() 32x32, 4 images, one JSON line
 
-Both samplers draw the same images from the prior with the same seed; the run checks they are identical. Tracing is
-excluded (each sampler is traced before it is timed), and the cached sampler is timed on its second run. The
+Both samplers draw the same images from the prior with the same seed; the run checks they are identical (one full
+run of each). The ratio comes from ``--pairs`` interleaved pairs after warm-up (benchmarks/paired.py): a whole cached
+run against the reference's first ``--reference_rows`` rows, scaled to the whole image (every reference pass costs
+the same, so its prefix gives its cost per pixel step). ``ratio`` is the median of the per-pair ratios,
+``ratio_low``/``ratio_high`` its distribution-free 95% interval; a goal counts as met only when ``ratio_low``
+clears it. Tracing is excluded (each sampler is traced and run once before it is timed). The
 weights are the initial ones plus Gaussian noise, so that
 every pixel's distribution depends strongly on its context (a fresh model is close to flat, which would make the
 identity check weak); speed does not depend on the weights. For the paper() preset the reference would take hours,
@@ -19,6 +23,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import paired
 from gd_bottleneck import HybridVAE, sampling
 from gd_bottleneck.config import PRESETS
 
@@ -32,38 +37,42 @@ def context_dependent_weights(model, scale=0.05, seed=0):
     return model
 
 
-def _timed(function, *args, warm=True):
-    """``(result, seconds)`` of one call, traced beforehand; ``warm`` also runs it once untimed first.
-
-    The first run of a traced graph includes TensorFlow's one-time graph optimization (about 1-2 s for these
-    loops). The reference is too slow to run twice, so its timing includes it: the ratio errs in its favour.
-    """
-    function.get_concrete_function(*args)
-    if warm:
-        function(*args)
+def _seconds(function, *args, **kwargs):
     start = time.perf_counter()
-    result = function(*args).numpy()
-    return result, time.perf_counter() - start
+    function(*args, **kwargs).numpy()
+    return time.perf_counter() - start
 
 
-def measure(preset, image_size, num_images, reference=True, seed=(1, 2)):
+def _cached_figures(num_images, image_size, cached_seconds):
+    return {"cached_images_per_s": round(num_images / cached_seconds, 4),
+            "cached_s_per_image": round(cached_seconds / num_images, 3),
+            # the loop's cost per generated pixel position (all images of the batch at once), in milliseconds
+            "cached_ms_per_pixel_step": round(1000 * cached_seconds / image_size**2, 3)}
+
+
+def measure(preset, image_size, num_images, reference=True, seed=(1, 2), pairs=9, reference_rows=2):
     model = context_dependent_weights(HybridVAE(PRESETS[preset](image_size), bottleneck="gaussian_dropout",
                                                 dropout_rate=0.15, seed=0))
     seed = tf.constant(seed, tf.int32)
     z = sampling.prior_latents(model, seed, num_images)
-    cached, cached_seconds = _timed(sampling.cached_samples, model, z, seed)
-    result = {"preset": preset, "image_size": image_size, "num_images": num_images,
-              "cached_images_per_s": round(num_images / cached_seconds, 4),
-              "cached_s_per_image": round(cached_seconds / num_images, 3),
-              # the loop's cost per generated pixel position (all images of the batch at once), in milliseconds
-              "cached_ms_per_pixel_step": round(1000 * cached_seconds / image_size**2, 3)}
+    cached = sampling.cached_samples(model, z, seed).numpy()  # traced and run once: warm
+    result = {"preset": preset, "image_size": image_size, "num_images": num_images}
     if reference:
-        drawn, reference_seconds = _timed(sampling.reference_samples, model, z, seed, warm=False)
-        result.update(reference_images_per_s=round(num_images / reference_seconds, 5),
-                      ratio=round(reference_seconds / cached_seconds, 1),
+        drawn = sampling.reference_samples(model, z, seed).numpy()
+        prefix = reference_rows * image_size
+        cached_seconds, prefix_seconds = paired.interleaved_seconds(
+            lambda: sampling.cached_samples(model, z, seed).numpy(),
+            lambda: sampling.reference_samples(model, z, seed, num_pixels=prefix).numpy(), pairs)
+        reference_seconds = [t * image_size**2 / prefix for t in prefix_seconds]  # the whole image's
+        summary = paired.ratio_summary(reference_seconds, cached_seconds)
+        result.update(_cached_figures(num_images, image_size, summary["denominator_median_s"]),
+                      reference_images_per_s=round(num_images / summary["numerator_median_s"], 5),
+                      **{key: round(summary[key], 2) for key in ("ratio", "ratio_low", "ratio_high")},
+                      ratio_coverage=summary["ratio_coverage"], pairs=pairs, reference_rows=reference_rows,
                       identical=bool(np.array_equal(drawn, cached)),
                       mismatched_subpixels=int(np.sum(drawn != cached)))
     else:
+        result.update(_cached_figures(num_images, image_size, _seconds(sampling.cached_samples, model, z, seed)))
         images = tf.cast(cached, tf.float32)
         one_pass = tf.function(lambda: model.decode_params(z, images))
         one_pass()
@@ -72,7 +81,7 @@ def measure(preset, image_size, num_images, reference=True, seed=(1, 2)):
         pass_seconds = time.perf_counter() - start
         estimate = pass_seconds * image_size * image_size
         result.update(reference_s_per_image_estimated=round(estimate / num_images, 1),
-                      ratio_estimated=round(estimate / cached_seconds, 1))
+                      ratio_estimated=round(estimate / num_images / result["cached_s_per_image"], 1))
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
@@ -85,7 +94,13 @@ def main():
     parser.add_argument("--paper_images", type=int, default=4, help="images for the paper() preset (cached only)")
     parser.add_argument("--presets", default="small,paper", help="which of small,paper to run (not with --quick)")
     parser.add_argument("--cached_only", action="store_true", help="time the cached sampler only (no reference run)")
+    parser.add_argument("--pairs", type=int, default=9, help="interleaved cached/reference pairs for the ratio (>= 6)")
+    parser.add_argument("--reference_rows", type=int, default=2, help="rows of the reference timed per pair")
     args = parser.parse_args()
+    if args.pairs < paired.MIN_PAIRS:
+        parser.error(f"--pairs must be >= {paired.MIN_PAIRS}. Received: {args.pairs}")
+    if not 1 <= args.reference_rows <= args.image_size:
+        parser.error(f"--reference_rows must be in [1, {args.image_size}]. Received: {args.reference_rows}")
     if args.num_images is not None and args.num_images < 1:
         parser.error(f"--num_images must be >= 1. Received: {args.num_images}")
     num_images = args.num_images or (4 if args.quick else 16)
@@ -94,7 +109,8 @@ def main():
     if unknown:
         parser.error(f"--presets must name small and/or paper. Received: {sorted(unknown)}")
     if "small" in presets:
-        print(json.dumps(measure("small", args.image_size, num_images, reference=not args.cached_only)), flush=True)
+        print(json.dumps(measure("small", args.image_size, num_images, reference=not args.cached_only,
+                                 pairs=args.pairs, reference_rows=args.reference_rows)), flush=True)
     if "paper" in presets:
         print(json.dumps(measure("paper", args.image_size, args.paper_images, reference=False)), flush=True)
 

@@ -2,6 +2,7 @@
 
     python -m benchmarks.train_throughput            # the paper's PixelCNN++ (160 filters, 5 x 3), the hybrid presets
     python -m benchmarks.train_throughput --quick    # a small architecture, one JSON line (about a minute)
+    python -m benchmarks.train_throughput --quick --pairs=15     # a tighter interval
     python -m benchmarks.train_throughput --bf16     # also our step with bfloat16 networks (ModelConfig.precision)
 
 Both models are the same architecture: ``filters`` channels in both streams, ``resnets`` gated resnets per stage,
@@ -12,9 +13,14 @@ are 2x3 and 2x2), weight normalisation on both sides or on neither (``--weight_n
 pass, off on both sides here) and no conditioning (ours is built with ``conditional=False``; docs/benchmarks.md
 says how the figures before that compare). A training step is forward,
 backward and an Adam update (each framework's own Adam: ours is the trainer's ``FusedAdam``, TFP's is tf_keras'
-Adam, both on TensorFlow's fused ``ResourceApplyAdam``), on the same uint8 batch, in a ``tf.function``. Each
-measurement runs in its own process (so peak RSS is its own), warms up (tracing, first steps), then times ``--steps``
-steps, median of ``--repeats`` timings.
+Adam, both on TensorFlow's fused ``ResourceApplyAdam``), on the same uint8 batch, in a ``tf.function``.
+
+The ratio (ours / reference images per second) comes from one process that holds both steps and alternates them in
+blocks of ``--steps`` steps, ``--pairs`` pairs after warm-up (benchmarks/paired.py): ``ratio`` is the median of the
+per-pair ratios, ``ratio_low``/``ratio_high`` its distribution-free 95% interval, ``ours_images_per_s`` and
+``reference_images_per_s`` each side's median block. A goal counts as met only when ``ratio_low`` clears it. The
+other figures (FLOPs, peak RSS, XLA, bfloat16) run each side in its own process (so peak RSS is its own), warm up,
+then time ``--steps`` steps, median of ``--repeats`` timings.
 
 FLOP utilisation: the floating-point operations of our step (forward + backward, counted by TensorFlow's graph
 profiler: convolutions, their gradients, matmuls) divided by its time, against the machine's peak measured in the
@@ -34,6 +40,8 @@ import sys
 import time
 
 import numpy as np
+
+from benchmarks import paired
 
 ARCHITECTURES = {
     # the paper's PixelCNN++ (Salimans et al. 2017; appendix B of Rey & Mnih) at 32x32
@@ -61,6 +69,15 @@ def _time_steps(step, steps, repeats, warmup):
         float(loss)  # wait for the last step
         timings.append(time.perf_counter() - start)
     return statistics.median(timings)
+
+
+def _block(step, steps):
+    """One timed block: ``steps`` calls of ``step``, finished when it returns."""
+    def run():
+        for _ in range(steps):
+            loss = step()
+        float(loss)  # wait for the last step
+    return run
 
 
 def _images(arch, seed=0):
@@ -165,6 +182,14 @@ def measure(kind, arch, steps, repeats, warmup):
     batch = arch["batch_size"]
     if kind == "peak":
         return peak_gflops(arch)
+    if kind == "pairs":
+        ours, _, _ = ours_step(arch, jit_compile=False)
+        ours_seconds, reference_seconds = paired.interleaved_seconds(
+            _block(ours, steps), _block(reference_step(arch), steps), pairs=repeats, warmup=warmup)
+        summary = paired.ratio_summary(reference_seconds, ours_seconds)  # reference time over ours: the speed-up
+        return {**{key: summary[key] for key in ("ratio", "ratio_low", "ratio_high", "ratio_coverage", "pairs")},
+                "ours_images_per_s": batch * steps / summary["denominator_median_s"],
+                "reference_images_per_s": batch * steps / summary["numerator_median_s"]}
     if kind in ("ours", "ours_xla", "ours_bf16"):
         precision = "mixed_bfloat16" if kind == "ours_bf16" else "float32"
         step, loss_and_gradients, network = ours_step(arch, jit_compile=kind == "ours_xla", precision=precision)
@@ -201,8 +226,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small architecture, ours vs reference only, 1 line")
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None, help="default: paper (quick: quick)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default: 5; quick 10)")
-    parser.add_argument("--repeats", type=int, default=3, help="timings per measurement (the median is kept)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per block or repeat (default: paper 2, quick 10)")
+    parser.add_argument("--pairs", type=int, default=9, help="interleaved ours/reference pairs for the ratio (>= 6)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per single-side measurement (median kept)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (tracing included)")
     parser.add_argument("--xla", action="store_true", help="also time our step compiled with XLA")
     parser.add_argument("--bf16", action="store_true", help="also time our step with mixed_bfloat16 networks")
@@ -212,24 +239,23 @@ def main():
     args = parser.parse_args()
     arch_name = args.arch or ("quick" if args.quick else "paper")
     arch = {**ARCHITECTURES[arch_name], "weight_norm": args.weight_norm}
-    steps = args.steps or (10 if args.quick else 5)
-    for name, value in (("steps", steps), ("repeats", args.repeats)):
-        if value < 1:
-            parser.error(f"--{name} must be >= 1 (received {value})")
+    steps = args.steps or (10 if args.quick else 2)
+    for name, value, least in (("steps", steps, 1), ("repeats", args.repeats, 1), ("pairs", args.pairs, 6)):
+        if value < least:
+            parser.error(f"--{name} must be >= {least} (received {value})")
     if args._measure:
         result = measure(args._measure, arch, steps, args.repeats, args.warmup)
         print(json.dumps({**result, "peak_rss_mib": _peak_rss_mib()}), flush=True)
         return
 
-    ours = run_isolated("ours", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
-    reference = run_isolated("reference", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
-    summary = {"arch": arch_name, **{k: v for k, v in arch.items()}, "steps": steps, "repeats": args.repeats,
-               "ours_images_per_s": round(ours["images_per_s"], 3),
-               "reference_images_per_s": round(reference["images_per_s"], 3),
-               "ratio": round(ours["images_per_s"] / reference["images_per_s"], 3)}
+    pairs = run_isolated("pairs", arch_name, steps, args.pairs, args.warmup, args.weight_norm)
+    summary = {"arch": arch_name, **{k: v for k, v in arch.items()}, "steps": steps,
+               **{key: round(value, 3) for key, value in pairs.items()}}
     if args.quick:
         print(json.dumps(summary), flush=True)
         return
+    ours = run_isolated("ours", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
+    reference = run_isolated("reference", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
     peak = run_isolated("peak", arch_name, steps, args.repeats, args.warmup, args.weight_norm)
     achieved = ours["gflop_per_step"] * ours["images_per_s"] / arch["batch_size"]
     best_peak = max(peak["matmul_gflops"], peak["conv_gflops"])

@@ -80,9 +80,15 @@ def draw_pixel(params, gumbel, logistic):
 
 
 @tf.function(reduce_retracing=True)
-def reference_samples(model, z, seed):
-    """uint8 images ``[B, H, W, 3]`` drawn from p(x | z), one full network pass per pixel (H * W passes)."""
+def reference_samples(model, z, seed, num_pixels=None):
+    """uint8 images ``[B, H, W, 3]`` drawn from p(x | z), one full network pass per pixel (H * W passes).
+
+    ``num_pixels`` draws only the first that many pixels in raster order (the rest stay 0): every pass costs the
+    same, so a timed prefix gives the full sampler's cost per pixel step (benchmarks/sampling.py)."""
     size = model.config.image_size
+    if num_pixels is not None and not 0 <= num_pixels <= size * size:
+        raise ValueError(f"num_pixels must be in [0, {size * size}] (the image's pixels). Received: {num_pixels}")
+    last = size * size if num_pixels is None else num_pixels
     num_images = tf.shape(z)[0]
     gumbel, logistic = pixel_noise(model, seed, num_images)
 
@@ -93,7 +99,7 @@ def reference_samples(model, z, seed):
         return index + 1, write_pixel(images, row, col, pixel)
 
     images = tf.zeros([num_images, size, size, 3], tf.float32)
-    _, images = tf.while_loop(lambda index, _: index < size * size, draw_next, (tf.constant(0), images))
+    _, images = tf.while_loop(lambda index, _: index < last, draw_next, (tf.constant(0), images))
     return tf.cast(images, tf.uint8)
 
 

@@ -64,3 +64,31 @@ def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path):
     assert report["steps"]["sampling"]["result"]["identical"] is True
     assert report["steps"]["hybrid_mixed_float16"]["result"]["precision"] == "mixed_float16"
     assert report["steps"]["train_throughput"]["result"]["ratio"] > 0
+
+
+def test_loop_frames_places_every_node_in_the_loop_that_runs_it():
+    from benchmarks import pixel_step_floor
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.disable_control_flow_v2()  # the lowered form the executor runs: Enter/Merge/Switch/Exit
+        try:
+            def inner(j, y):
+                return j + 1, tf.sin(tf.sin(tf.sin(y)))
+
+            def outer(i, x):
+                _, x = tf.compat.v1.while_loop(lambda j, _: j < 3, inner, (tf.constant(0), x), name="inner")
+                return i + 1, tf.cos(x)
+
+            tf.compat.v1.while_loop(lambda i, _: i < 2, outer, (tf.constant(0), tf.zeros([4])), name="outer")
+        finally:
+            tf.compat.v1.enable_control_flow_v2()
+    frames = pixel_step_floor.loop_frames(graph.as_graph_def())
+    depths = {depth: ops for depth, ops in frames.values()}
+    assert sorted(depths) == [0, 1, 2]
+    assert depths[2]["Sin"] == 3 and "Sin" not in depths[1] and "Sin" not in depths[0]
+    assert depths[1]["Cos"] == 1 and depths[2]["Enter"] == 2 and depths[1]["Enter"] == 2
+    # an Exit runs once per entry of its loop, so it belongs to the frame around it (one per loop variable)
+    assert "Exit" not in depths[2] and depths[1]["Exit"] == 2 and depths[0]["Exit"] == 2
+    control, compute = pixel_step_floor.per_iteration(depths[2])
+    assert compute == 3 + depths[2]["Less"] + depths[2]["AddV2"] and control > 0

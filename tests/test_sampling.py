@@ -95,6 +95,18 @@ def test_cached_sampler_draws_exactly_the_reference_samples(config, bottleneck):
     np.testing.assert_array_equal(cached, reference)
 
 
+def test_a_reference_prefix_draws_the_full_samples_first_pixels_and_leaves_the_rest_zero():
+    model = perturbed_model(TINY, "gaussian_dropout")
+    z = sampling.prior_latents(model, [5, 6], 3)
+    full = sampling.reference_samples(model, z, tf.constant([5, 6])).numpy()
+    prefix = sampling.reference_samples(model, z, tf.constant([5, 6]), num_pixels=19).numpy()  # 2 rows and 3 pixels
+    flat_full, flat_prefix = full.reshape(3, -1, 3), prefix.reshape(3, -1, 3)
+    np.testing.assert_array_equal(flat_prefix[:, :19], flat_full[:, :19])
+    assert not flat_prefix[:, 19:].any() and flat_full[:, 19:].any()
+    with pytest.raises(ValueError, match=r"num_pixels must be in \[0, 64\]"):
+        sampling.reference_samples(model, z, tf.constant([5, 6]), num_pixels=65)
+
+
 def test_figure3_grids_share_z_along_rows_and_vary_the_decoder_noise():
     model = HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.1, seed=0)
     seed = tf.constant([4, 0])
