@@ -11,8 +11,8 @@ Three measurements, printed as one JSON line:
    graph, after Grappler and the lowering of loops and conditions into Enter/Merge/Switch/NextIteration/Exit), in a
    child process: each pixel loop's nodes per iteration averaged over the rows that run it, plus the row loop's
    nodes per iteration (the pixel loop's Enter and Exit nodes among them) spread over the row's pixels. Nodes of a
-   condition's untaken branch count: the executor still schedules them (as dead tensors). TensorFlow's profiler cannot count them here:
-   it records only the costlier kernels inside a loop;
+   condition's untaken branch count: the executor still schedules them (as dead tensors). TensorFlow's profiler
+   cannot count them here: it records only the costlier kernels inside a loop;
 3. what a node costs the executor, in toy ``tf.while_loop``s of ``--iterations`` iterations: a loop variable carried
    unchanged (its Merge, Switch, Identity and NextIteration per iteration) and a trivial compute node (``sin`` of a
    ``[num_images, 64]`` tensor, which Grappler cannot merge), each from the difference between a loop with
