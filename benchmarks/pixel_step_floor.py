@@ -14,13 +14,14 @@ Three measurements, printed as one JSON line:
    condition's untaken branch count: the executor still schedules them (as dead tensors). TensorFlow's profiler
    cannot count them here: it records only the costlier kernels inside a loop;
 3. what a node costs the executor, in toy ``tf.while_loop``s of ``--iterations`` iterations: a loop variable carried
-   unchanged (its Merge, Switch, Identity and NextIteration per iteration) and a trivial compute node (``sin`` of a
-   ``[num_images, 64]`` tensor, which Grappler cannot merge), each from the difference between a loop with
-   ``--chain`` of them and a loop without.
+   unchanged (its Merge, Switch, Identity and NextIteration per iteration) and a trivial compute node (``sin`` of
+   one value: no arithmetic to speak of, and Grappler cannot merge a chain of them), each from the difference
+   between a loop with ``--chain`` of them and a loop without.
 
-The floor is control-flow nodes x the control node's cost + other nodes x the compute node's cost: a sampler that
-runs the same graph cannot be faster on this TensorFlow and CPU; the rest of the pixel step is arithmetic (and
-nodes dearer than a trivial one).
+The floor is control-flow nodes x the control node's cost + compute nodes x the trivial compute node's cost: a
+sampler that runs the same graph cannot be faster on this TensorFlow and CPU; the rest of the pixel step is the
+compute nodes' arithmetic. ``sized_estimate_ms`` prices every compute node as a sin of a [num_images, 64] tensor,
+for comparison (at these sizes, handing a kernel to the thread pool is part of that price).
 """
 
 import argparse
@@ -111,11 +112,13 @@ def count_nodes(image_size, num_images):
     return control, compute
 
 
-def node_costs(width, chain, iterations, repeats=5):
-    """Seconds per node and iteration: ``(control, compute)``, from toy loops (see the module docstring)."""
+def node_costs(chain, iterations, width, repeats=5):
+    """Seconds per node and iteration, from toy loops (see the module docstring): ``{"control": a carried loop
+    variable's node, "trivial": sin of one value, "sized": sin of a [width, 64] tensor, the size of the sampler's
+    per-pixel values}``."""
     import tensorflow as tf
 
-    def loop(carried, sines):
+    def loop(carried, sines, shape):
         @tf.function
         def run(x):
             def body(i, x, *extra):
@@ -125,22 +128,23 @@ def node_costs(width, chain, iterations, repeats=5):
             extra = [x + float(k) for k in range(carried)]
             _, x, *extra = tf.while_loop(lambda i, *_: i < iterations, body, (tf.constant(0), x, *extra))
             return tf.add_n([x, *extra])  # every carried value is used: Grappler keeps it in the loop
-        return run
+        return run, tf.zeros(shape)
 
-    x = tf.zeros([width, 64])
-    variants = {"base": loop(0, 0), "carried": loop(chain, 0), "sines": loop(0, chain)}
-    for function in variants.values():
+    variants = {"base": loop(0, 0, [1, 1]), "control": loop(chain, 0, [1, 1]), "trivial": loop(0, chain, [1, 1]),
+                "sized_base": loop(0, 0, [width, 64]), "sized": loop(0, chain, [width, 64])}
+    for function, x in variants.values():
         function(x).numpy()
     differences = collections.defaultdict(list)
     for _ in range(repeats):
         seconds = {}
-        for name, function in variants.items():
+        for name, (function, x) in variants.items():
             start = time.perf_counter()
             function(x).numpy()
             seconds[name] = time.perf_counter() - start
-        differences["control"].append((seconds["carried"] - seconds["base"]) / (4 * chain * iterations))
-        differences["compute"].append((seconds["sines"] - seconds["base"]) / (chain * iterations))
-    return statistics.median(differences["control"]), statistics.median(differences["compute"])
+        differences["control"].append((seconds["control"] - seconds["base"]) / (4 * chain * iterations))
+        differences["trivial"].append((seconds["trivial"] - seconds["base"]) / (chain * iterations))
+        differences["sized"].append((seconds["sized"] - seconds["sized_base"]) / (chain * iterations))
+    return {name: statistics.median(values) for name, values in differences.items()}
 
 
 def sampler(image_size, num_images):
@@ -168,14 +172,17 @@ def measure(image_size=32, num_images=4, runs=5, chain=64, iterations=2000):
         run()
         seconds.append(time.perf_counter() - start)
     control, compute = count_nodes(image_size, num_images)
-    control_s, compute_s = node_costs(num_images, chain, iterations)
+    costs = node_costs(chain, iterations, num_images)
     step_ms = 1000 * statistics.median(seconds) / image_size ** 2
-    floor_ms = 1000 * (control * control_s + compute * compute_s)
+    floor_ms = 1000 * (control * costs["control"] + compute * costs["trivial"])
     return {"image_size": image_size, "num_images": num_images, "pixel_step_ms": round(step_ms, 4),
             "control_nodes_per_pixel_step": round(control, 1), "compute_nodes_per_pixel_step": round(compute, 1),
-            "control_node_us": round(1e6 * control_s, 3), "compute_node_us": round(1e6 * compute_s, 3),
+            **{f"{name}_node_us": round(1e6 * value, 3) for name, value in costs.items()},
+            "control_flow_ms": round(1000 * control * costs["control"], 4),
             "executor_floor_ms": round(floor_ms, 4), "floor_share": round(floor_ms / step_ms, 3),
-            "above_floor_ms": round(step_ms - floor_ms, 4), "runs": runs,
+            "above_floor_ms": round(step_ms - floor_ms, 4),
+            "sized_estimate_ms": round(1000 * (control * costs["control"] + compute * costs["sized"]), 4),
+            "runs": runs,
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()}
 
 

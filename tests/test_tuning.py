@@ -338,6 +338,38 @@ def test_search_flags_are_checked_before_anything_runs(extra, message):
     assert not os.path.exists("/tmp/never")
 
 
+@pytest.mark.parametrize("change, differs", [
+    (["--tuner=random", "--max_trials=3"], "tuner: 'grid' -> 'random'"),
+    (["--tune_dropout_rate=0.2,0.3"], "tuned space"),  # a grid may grow, not lose or swap values
+    (["--learning_rate=0.01"], "learning_rate: 0.001 -> 0.01"),
+    (["--objective=elbo_bpd_at_kl", "--min_kl_bpd=0.05"], "objective:"),
+    (["--dataset=shapes_tiny", "--image_size=8"], "dataset: 'shapes' -> 'shapes_tiny'")])
+def test_a_search_folder_refuses_a_different_search_and_lets_a_grid_grow(tmp_path, change, differs):
+    from absl import flags
+    from absl.testing import flagsaver
+
+    from tuning import search as search_cli
+
+    base = ["search", f"--directory={tmp_path}", "--project_name=p", "--dataset=shapes", "--tuner=grid",
+            "--learning_rate=0.001", "--tune_dropout_rate=0.1,0.2"]
+    with flagsaver.flagsaver():
+        flags.FLAGS(base)
+        search_cli.tuner_from_flags()  # records the search's identity (no trial runs before search())
+    recorded = json.loads((tmp_path / "p" / "gd_search.json").read_text())
+    assert recorded["tuner"] == "grid" and recorded["base"]["learning_rate"] == 0.001
+    with flagsaver.flagsaver():
+        flags.FLAGS([*base, *change])
+        with pytest.raises(ValueError, match="started with other settings") as refused:
+            search_cli.tuner_from_flags()
+    assert differs in str(refused.value) and "--overwrite" in str(refused.value)
+    for allowed in (["--data_dir=/elsewhere", "--log_every=7"],  # where and how often: a resume may change them
+                    ["--tune_dropout_rate=0.1,0.2,0.3", "--max_trials=50"],  # the grid grows
+                    [*change, "--overwrite"]):  # starting over
+        with flagsaver.flagsaver():
+            flags.FLAGS([*base, *allowed])
+            search_cli.tuner_from_flags()
+
+
 def test_search_cli_reports_a_bad_flag_as_a_usage_error():
     done = subprocess.run([sys.executable, "-m", "tuning.search", "--directory=/tmp/never", "--tuner=grid",
                            "--tune_dropout_rate=0.1:0.5"], cwd=REPO, capture_output=True, text=True,

@@ -7,7 +7,7 @@
 Every trainer flag (python -m trainers.cifar --helpfull) sets what all trials share; ``--tune_<setting>`` makes a
 setting vary (a list ``a,b,c`` or a range ``LOW:HIGH[:log]``, see tuning/space.py). Trials are trainer runs in
 ``<directory>/<project_name>/trial_<id>/run``; rerunning the same command resumes the search (a trial that was running
-resumes from its checkpoint). Distributed: start one chief and any number of workers with the same command and
+resumes from its checkpoint), and a different search in that folder is refused (tuning/identity.py). Distributed: start one chief and any number of workers with the same command and
 environment ``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT`` and ``KERASTUNER_TUNER_ID`` (``chief`` for the
 chief, unique ids such as ``tuner0`` for workers); the chief only serves the oracle, the workers run trials.
 """
@@ -22,7 +22,7 @@ from absl import app, flags
 from gd_bottleneck import cli
 from gd_bottleneck.training import strategies
 from trainers import run_flags
-from tuning import noisy_evaluation, objectives, probe, space
+from tuning import identity, noisy_evaluation, objectives, probe, space
 from tuning import tuner as tuner_module
 from tuning.hypermodel import TrainerHyperModel
 from tuning.tuner import TUNERS, TrainerTuner, make_oracle, trial_rows
@@ -82,9 +82,20 @@ def tuner_from_flags(write=print):
     oracle = make_oracle(FLAGS.tuner, goal.keras_tuner_objective, FLAGS.max_trials, FLAGS.seed, FLAGS.max_epochs,
                          FLAGS.hyperband_factor, FLAGS.max_consecutive_failed_trials)
     after_trial = after_trial_hook(FLAGS.probe_latents, FLAGS.noisy_evaluation_draws)
-    return TrainerTuner(hypermodel, goal, oracle, write=write, after_trial=after_trial,
-                        leave_when_idle=FLAGS.leave_when_idle, directory=FLAGS.directory,
-                        project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
+    folder = os.path.join(FLAGS.directory, FLAGS.project_name)
+    search = identity.search_identity(
+        FLAGS.tuner, {"seed": FLAGS.seed, "max_trials": FLAGS.max_trials, "max_epochs": FLAGS.max_epochs,
+                      "hyperband_factor": FLAGS.hyperband_factor},
+        {"objective": FLAGS.objective, "split": FLAGS.objective_split, "min_kl_bpd": FLAGS.min_kl_bpd,
+         "kl_penalty": FLAGS.kl_penalty}, base, tunables)
+    if not FLAGS.overwrite:
+        identity.check(folder, search)
+    tuner = TrainerTuner(hypermodel, goal, oracle, write=write, after_trial=after_trial,
+                         leave_when_idle=FLAGS.leave_when_idle, directory=FLAGS.directory,
+                         project_name=FLAGS.project_name, overwrite=FLAGS.overwrite)
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # one writer
+        identity.record(folder, search)
+    return tuner
 
 
 def after_trial_hook(latents, noisy_draws=0):
