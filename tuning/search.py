@@ -7,9 +7,10 @@
 Every trainer flag (python -m trainers.cifar --helpfull) sets what all trials share; ``--tune_<setting>`` makes a
 setting vary (a list ``a,b,c`` or a range ``LOW:HIGH[:log]``, see tuning/space.py). Trials are trainer runs in
 ``<directory>/<project_name>/trial_<id>/run``; rerunning the same command resumes the search (a trial that was running
-resumes from its checkpoint), and a different search in that folder is refused (tuning/identity.py). Distributed: start one chief and any number of workers with the same command and
-environment ``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT`` and ``KERASTUNER_TUNER_ID`` (``chief`` for the
-chief, unique ids such as ``tuner0`` for workers); the chief only serves the oracle, the workers run trials.
+resumes from its checkpoint), and a different search in that folder is refused (tuning/identity.py).
+Distributed: start one chief and any number of workers with the same command and ``KERASTUNER_ORACLE_IP``,
+``KERASTUNER_ORACLE_PORT`` and ``KERASTUNER_TUNER_ID`` (``chief`` for the chief, unique ids such as ``tuner0`` for
+workers); the chief only serves the oracle, the workers run trials.
 """
 
 import os
