@@ -208,6 +208,41 @@ def test_the_export_runs_in_a_process_that_cannot_import_the_project(exported, l
     assert processes[1].returncode != 0 and "`num_samples` must be in [1, 256]" in cli_err
 
 
+def compile_c_consumer(folder):
+    """Builds examples/serving_from_c/consume.c against the installed tensorflow wheel's C API; the binary's path."""
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler on this machine (set CC): the C consumer cannot be built")
+    wheel = os.path.dirname(tf.__file__)
+    binary = os.path.join(folder, "consume")
+    built = subprocess.run([compiler, "-O1", "-o", binary, os.path.join(REPO, "examples", "serving_from_c", "consume.c"),
+                            f"-I{os.path.join(wheel, 'include')}", f"-L{wheel}", "-l:libtensorflow_cc.so.2",
+                            "-l:libtensorflow_framework.so.2", f"-Wl,-rpath,{wheel}"],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    return binary
+
+
+def test_a_c_program_loads_the_version_as_a_server_would_and_gets_the_librarys_answers(exported, loaded,
+                                                                                         library_samples, tmp_path):
+    binary = compile_c_consumer(str(tmp_path))
+    prefix = str(tmp_path / "out")
+    done = subprocess.run([binary, exported[1], "3", str(SEED[0]), str(SEED[1]), prefix], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    size = TINY.image_size
+    assert done.stdout.split() == ["images", "3", str(size), str(size), "3"]
+    images = np.fromfile(prefix + ".sample.u8", np.uint8).reshape(3, size, size, 3)
+    np.testing.assert_array_equal(images, library_samples)  # bit for bit: the same seed, the same draws
+    figures = loaded.signatures["elbo"](images=tf.constant(images))
+    np.testing.assert_allclose(np.fromfile(prefix + ".elbo.f32", np.float32), figures["elbo_bpd"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.fromfile(prefix + ".kl.f32", np.float32), figures["kl_bpd"].numpy(), rtol=1e-6)
+    # A request the signature refuses fails in C too, with the library's message (no silent wrong answer).
+    refused = subprocess.run([binary, exported[1], "0", "1", "2", prefix], capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert refused.returncode == 1 and "`num_samples` must be in [1, 256]" in refused.stderr, refused.stderr[-2000:]
+
+
 # --- the validating clients: gd_bottleneck.client and python -m trainers.request ---
 
 @pytest.fixture(scope="module")
