@@ -215,7 +215,8 @@ def compile_c_consumer(folder):
         pytest.skip("no C compiler on this machine (set CC): the C consumer cannot be built")
     wheel = os.path.dirname(tf.__file__)
     binary = os.path.join(folder, "consume")
-    built = subprocess.run([compiler, "-O1", "-o", binary, os.path.join(REPO, "examples", "serving_from_c", "consume.c"),
+    source = os.path.join(REPO, "examples", "serving_from_c", "consume.c")
+    built = subprocess.run([compiler, "-O1", "-o", binary, source,
                             f"-I{os.path.join(wheel, 'include')}", f"-L{wheel}", "-l:libtensorflow_cc.so.2",
                             "-l:libtensorflow_framework.so.2", f"-Wl,-rpath,{wheel}"],
                            capture_output=True, text=True, timeout=300)

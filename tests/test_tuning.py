@@ -3,6 +3,7 @@ training whose results are a known function of the settings), failure reporting,
 and the result aggregation of tuning.frontier / tuning.probe. The distributed test runs real tiny trials."""
 
 import csv
+import glob
 import importlib
 import json
 import math
@@ -17,8 +18,10 @@ import grpc
 import keras_tuner as kt
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl import app, flags
 from absl.testing import flagsaver
+from google.protobuf import json_format
 
 from gd_bottleneck.training import TrainingDiverged, TrainingInterrupted, files
 from gd_bottleneck.training.run_config import RunConfig
@@ -174,6 +177,43 @@ def test_grid_search_enumerates_each_conditional_setting_once(tmp_path, monkeypa
     applies = {"gaussian_dropout": {"dropout_rate"}, "variational": {"beta"}, "none": set()}
     for row in tuner.trial_rows(search_tuner):
         assert {"dropout_rate", "beta"} & set(row) == applies[row["bottleneck"]], row
+
+
+def hparams_sessions(folder):
+    """``{trial folder: (hparams dict, {scalar tag: value})}`` read back from the event files TensorBoard would load."""
+    from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+    sessions = {}
+    for trial in sorted(os.listdir(folder)):
+        values, scalars = {}, {}
+        for path in sorted(glob.glob(os.path.join(folder, trial, "events.out.tfevents.*"))):
+            for event in tf.compat.v1.train.summary_iterator(path):
+                for value in event.summary.value:
+                    if value.tag == hparams_metadata.SESSION_START_INFO_TAG:
+                        info = hparams_metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
+                        values = {name: json_format.MessageToDict(v) for name, v in info.hparams.items()}
+                    elif value.metadata.plugin_data.plugin_name == "scalars":
+                        scalars[value.tag] = float(tf.make_ndarray(value.tensor))
+        sessions[trial] = (values, scalars)
+    return sessions
+
+
+def test_every_completed_trial_is_an_hparams_session_tensorboard_can_read(tmp_path, monkeypatch):
+    search_tuner, fake = search(tmp_path, monkeypatch, bottleneck="gaussian_dropout,variational",
+                                dropout_rate="0.1,0.5", beta="0.2")
+    sessions = hparams_sessions(str(tmp_path / "p" / "hparams"))
+    assert len(sessions) == len(fake.configs) == 3
+    for trial in search_tuner.oracle.trials.values():
+        values, scalars = sessions[f"trial_{trial.trial_id}"]
+        config = next(c for c in fake.configs if c.model_dir == search_tuner.trial_model_dir(trial.trial_id))
+        strength = ({"dropout_rate": config.dropout_rate} if config.bottleneck == "gaussian_dropout"
+                    else {"beta": config.beta})
+        expected = {"bottleneck": config.bottleneck, **strength}
+        assert values == expected  # only the settings that apply to the trial
+        results = fake_results(config)
+        assert scalars["test_elbo_bpd"] == pytest.approx(results["test_elbo_bpd"])
+        assert scalars["test_kl_bpd"] == pytest.approx(results["test_kl_bpd"])
+        assert scalars[search_tuner.objectives.keras_tuner_objective.name] == pytest.approx(trial.score)
 
 
 def test_after_trial_runs_on_every_completed_trials_run_folder(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import keras_tuner as kt
 from keras_tuner.src.tuners.gridsearch import LinkedList
 
 from gd_bottleneck.training import TrainingDiverged, TrainingInterrupted, checkpoints, train
+from tuning import hparams
 
 TUNERS = ("grid", "random", "bayesian", "hyperband")
 
@@ -87,6 +88,7 @@ class TrainerTuner(kt.engine.base_tuner.BaseTuner):
         except TrainingInterrupted as error:
             raise kt.errors.FatalError(f"{error} (rerun the search command to resume)") from error
         scores = self.objectives.scores(results)
+        hparams.write_trial(self.project_dir, trial.trial_id, values, scores, results)
         self.write(f"Trial {trial.trial_id}: " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()),
                    flush=True)
         if self.after_trial is not None:
