@@ -14,6 +14,11 @@ class SettingsError(UserError, ValueError):
     """Settings that cannot work: against the data (batch larger than the split) or an existing run's settings."""
 
 
+class DamagedFile(UserError, ValueError):
+    """A file the project reads back (run settings, results, bounds, a search's record, a CSV) is not what it
+    should be: not JSON, not an object, a folder, or missing a field; the message names the file and the fix."""
+
+
 class DatasetUnavailable(UserError, OSError):
     """The dataset is not prepared and cannot be: no network, no archive in ``manual_dir``, a bad archive."""
 

@@ -159,7 +159,7 @@ def version_runs(base_dir):
         try:
             with open(path) as stream:
                 runs[version] = json.load(stream)["model_dir"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable: the version does not say (None)
             runs[version] = None
     return runs
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from gd_bottleneck import HybridVAE, data
 from gd_bottleneck.data import pipeline
-from gd_bottleneck.errors import CheckpointError, DatasetUnavailable, RunInUse, SettingsError
+from gd_bottleneck.errors import CheckpointError, DamagedFile, DatasetUnavailable, RunInUse, SettingsError
 from gd_bottleneck.training import callbacks, checkpoints, files, train
 from gd_bottleneck.training.run import build_model
 from gd_bottleneck.training.run_config import RunConfig
@@ -295,5 +295,5 @@ def test_checkpoints_without_their_settings_are_refused_and_left_as_they_are(tmp
     assert not (model_dir / "run_config.json").exists()  # nothing written, nothing trained
     assert (model_dir / "checkpoints" / "checkpoint").read_bytes() == index
     (model_dir / "run_config.json").write_text("{not json")
-    with pytest.raises(SettingsError, match="is not a readable run_config.json"):
+    with pytest.raises(DamagedFile, match=r"run_config.json is not valid JSON .* settings of the run in `model_dir`"):
         train(other, write=lambda text, flush=False: None)

@@ -21,8 +21,8 @@ import time
 from absl import app, flags
 
 from gd_bottleneck import cli, data, evaluation
-from gd_bottleneck.errors import UserError
-from gd_bottleneck.training import RunConfig, checkpoints, files
+from gd_bottleneck.errors import DamagedFile
+from gd_bottleneck.training import checkpoints, files
 
 FLAGS = flags.FLAGS
 
@@ -60,14 +60,11 @@ def kept_entries(model_dir):
     path = os.path.join(model_dir, BOUNDS_FILE)
     if not os.path.exists(path):
         return []
-    try:
-        entries = files.read_json(path)["entries"]
-        if not isinstance(entries, list):
-            raise TypeError("entries is not a list")
-        return entries
-    except (ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{path} is damaged ({type(error).__name__}: {error}); move it away to compute the bounds "
-                        "again.") from None
+    advice = "Move it away to compute the bounds again."
+    entries = files.read_json(path, required=("entries",), advice=advice)["entries"]
+    if not isinstance(entries, list):
+        raise DamagedFile(f"{path}: its entries are not a list. {advice}")
+    return entries
 
 
 def kept_entry(model_dir, key, step):
@@ -119,7 +116,7 @@ def evaluate_run(model_dir, z_samples, noise_samples, seed=0, split="test", max_
     config_path = os.path.join(model_dir, "run_config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"`model_dir` {model_dir!r} has no run_config.json: it is not a training run's folder.")
-    run_config = RunConfig.from_dict(files.read_json(config_path))
+    run_config = checkpoints.run_config_of(config_path)
     images = held_out_images(run_config, split)
     images = images[:max_images] if max_images else images
     batch_size = batch_size or run_config.eval_batch_size or run_config.batch_size

@@ -41,7 +41,7 @@ def convergence_of(model_dir, tolerance=TOLERANCE_BPD):
     curve = read_curve(os.path.join(model_dir, "curve.jsonl"))
     results = os.path.join(model_dir, "results.json")
     if os.path.exists(results):
-        steps = files.read_json(results)["steps"]
+        steps = files.read_json(results, required=("steps",))["steps"]
         curve = [point for point in curve if point["step"] <= steps]
     improvement = last_quarter_improvement(curve)
     return {"improvement_last_quarter_bpd": improvement,
@@ -60,7 +60,7 @@ def plateau_of(model_dir, tolerance=PLATEAU_TOLERANCE_BPD):
     curve = read_curve(os.path.join(model_dir, "curve.jsonl"))
     results = os.path.join(model_dir, "results.json")
     if os.path.exists(results):
-        steps = files.read_json(results)["steps"]
+        steps = files.read_json(results, required=("steps",))["steps"]
         curve = [point for point in curve if point["step"] <= steps]
     change = last_quarter_change(curve, "elbo_bpd")
     if math.isnan(change):

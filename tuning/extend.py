@@ -69,7 +69,7 @@ def extend_run(model_dir, extra_epochs, max_epochs, tolerance=convergence.TOLERA
             return "no curve"  # fewer than two curve points: the criterion cannot be read
         if converged:
             return "converged"
-        saved = files.read_json(results_path)["config"]
+        saved = files.read_json(results_path, required=("config", "steps"))["config"]
         if saved["epochs"] + extra_epochs > max_epochs:
             return "not converged"
         config = extended_config(saved, extra_epochs)

@@ -21,12 +21,17 @@ import numpy as np
 from absl import app, flags
 
 from gd_bottleneck import cli
+from gd_bottleneck.errors import DamagedFile
 from gd_bottleneck.training import files
 from tuning import convergence, families, figures
 from tuning.statistics import GD, VB, bootstrap_gaps, curve_at, mean_ci, nearest_pairs
 
 # Plot styles (colour, marker) in family order; families beyond the list reuse it.
 STYLES = [("tab:blue", "o"), ("tab:orange", "s"), ("black", "*"), ("tab:green", "D"), ("tab:purple", "^")]
+
+
+ADVICE = "Give run or search folders (their results.json files), or a runs.csv with --from_runs_csv."
+RUNS_CSV_COLUMNS = ("strength", "seed", "steps", "elbo_bpd", "kl_bpd")
 
 
 def find_results(paths):
@@ -48,11 +53,11 @@ def load_runs(paths, split="test"):
     """One record per run: path, kind, strength, seed, steps, elbo_bpd and kl_bpd on ``split``."""
     records = []
     for path in find_results(paths):
-        results = files.read_json(path)
+        results = files.read_json(path, required=("config", "steps"), advice=ADVICE)
         config = results["config"]
         family = families.family_of(config)
         if f"{split}_elbo_bpd" not in results:
-            raise KeyError(f"{path} has no {split}_elbo_bpd (keys: {sorted(results)}).")
+            raise DamagedFile(f"{path} has no {split}_elbo_bpd (keys: {sorted(results)}). {ADVICE}")
         strength_field = family.strength_argument
         records.append({"path": path, "kind": family.name,
                         "strength": config[strength_field] if strength_field else None,
@@ -69,8 +74,15 @@ def load_runs_csv(path):
     def number(text):
         return None if text in ("", "None") else float(text)
 
+    if os.path.isdir(path):
+        raise DamagedFile(f"{path} is a folder: --from_runs_csv takes a runs.csv file (give a search's folder as an "
+                          "argument instead).")
     with open(path, newline="") as stream:
         rows = list(csv.DictReader(stream))
+    missing = [name for name in RUNS_CSV_COLUMNS if rows and name not in rows[0]]
+    if missing or not rows:
+        raise DamagedFile(f"{path} is not a runs.csv of tuning.frontier (" + (f"no column {', '.join(missing)}"
+                          if missing else "no rows") + "). Write it again with --runs_csv.")
     records = []
     for row in rows:
         record = {**row, "strength": number(row["strength"]), "seed": int(row["seed"]), "steps": int(row["steps"]),

@@ -62,7 +62,9 @@ def check(folder, identity):
     ``identity`` (nothing to compare in a new folder, or one written before identities were recorded)."""
     path = os.path.join(folder, IDENTITY_FILE)
     if os.path.exists(path):
-        found = differences(files.read_json(path), _plain(identity))
+        saved = files.read_json(path, required=("tuner",),
+                                advice="Restore it, or start the search over with --overwrite.")
+        found = differences(saved, _plain(identity))
         if found:
             raise SettingsError(f"the search in {folder!r} was started with other settings ({'; '.join(found)}). "
                                 "Use another --directory or --project_name, or --overwrite to start it over.")

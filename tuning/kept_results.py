@@ -18,7 +18,7 @@ def kept_result(model_dir, name, compute, **details):
     trained further: its checkpoints are already past its results.json)."""
     path = os.path.join(model_dir, f"{name}.json")
     results = os.path.join(model_dir, "results.json")
-    steps = files.read_json(results)["steps"] if os.path.exists(results) else None
+    steps = files.read_json(results, required=("steps",))["steps"] if os.path.exists(results) else None
     if os.path.exists(path):
         kept = files.read_json(path)
         if kept.get("steps") == steps:

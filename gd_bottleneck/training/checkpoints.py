@@ -14,7 +14,7 @@ import shutil
 
 import tensorflow as tf
 
-from gd_bottleneck.errors import CheckpointError
+from gd_bottleneck.errors import CheckpointError, DamagedFile
 from gd_bottleneck.hybrid import HybridVAE
 from gd_bottleneck.training import files
 from gd_bottleneck.training.optimizer import make_optimizer
@@ -140,7 +140,7 @@ def load_trained_model(model_dir, warn=print):
     settings = os.path.join(model_dir, "run_config.json")
     if not os.path.exists(settings):
         raise FileNotFoundError(f"`model_dir` {model_dir!r} has no run_config.json: it is not a training run's folder.")
-    config = RunConfig.from_dict(files.read_json(settings))
+    config = run_config_of(settings)
     if not candidates(os.path.join(model_dir, "checkpoints")):
         raise FileNotFoundError(f"`model_dir` {model_dir!r} has no checkpoint yet (checkpoints/ is empty).")
     model = HybridVAE(config.model_config(), **config.model_kwargs())
@@ -158,13 +158,24 @@ def load_trained_model(model_dir, warn=print):
     return model, config, newest
 
 
+def run_config_of(path):
+    """The RunConfig in a run's ``run_config.json``; :class:`DamagedFile` (one line naming it) when the file is not
+    JSON, not an object, or not settings this version knows (an unknown field, a value of the wrong type)."""
+    advice = "Restore the run's own run_config.json (its checkpoints are kept)."
+    saved = files.read_json(path, advice=advice)
+    try:
+        return RunConfig.from_dict(saved)
+    except (TypeError, ValueError) as error:
+        raise DamagedFile(f"{path} does not hold a run's settings ({error}). {advice}") from None
+
+
 WALL_TIME_FILE = "wall_time.json"
 
 
 def record_wall_time(directory, prefix, seconds):
     """Notes that the run had spent ``seconds`` (wall clock, all segments) when it saved checkpoint ``prefix``."""
     path = os.path.join(directory, WALL_TIME_FILE)
-    recorded = files.read_json(path) if os.path.exists(path) else {}
+    recorded = _wall_times(path)
     recorded[os.path.basename(prefix)] = round(seconds, 3)
     files.write_json_atomically(path, recorded)
 
@@ -172,6 +183,15 @@ def record_wall_time(directory, prefix, seconds):
 def recorded_wall_time(directory, prefix):
     """Seconds the run had spent when it saved checkpoint ``prefix`` (0 for ``None``, a new run, or no record)."""
     path = os.path.join(directory, WALL_TIME_FILE)
-    if prefix is None or not os.path.exists(path):
+    if prefix is None:
         return 0.0
-    return float(files.read_json(path).get(os.path.basename(prefix), 0.0))
+    return float(_wall_times(path).get(os.path.basename(prefix), 0.0))
+
+
+def _wall_times(path):
+    """The recorded wall times (``{}`` when the file is missing or damaged: bookkeeping, rewritten at the next
+    checkpoint, never a reason to stop a run)."""
+    try:
+        return files.read_json(path) if os.path.exists(path) else {}
+    except DamagedFile:
+        return {}

@@ -37,6 +37,25 @@ def current_umask():
     return mask
 
 
-def read_json(path):
-    with open(path) as stream:
-        return json.load(stream)
+REBUILD = "Restore it from a copy, or move it away and run the command that writes it again."
+
+
+def read_json(path, required=(), advice=REBUILD):
+    """The JSON object in ``path``, with at least the keys ``required``; anything else (not JSON, not an object,
+    a folder, missing keys) raises :class:`~gd_bottleneck.errors.DamagedFile`: one line naming the file, what is
+    wrong and ``advice``. A missing file raises ``FileNotFoundError`` as usual (callers check for it)."""
+    from gd_bottleneck.errors import DamagedFile
+
+    if os.path.isdir(path):
+        raise DamagedFile(f"{path} is a folder, not a JSON file. {advice}")
+    try:
+        with open(path) as stream:
+            value = json.load(stream)
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise DamagedFile(f"{path} is not valid JSON ({error}). {advice}") from None
+    if not isinstance(value, dict):
+        raise DamagedFile(f"{path} holds a JSON {type(value).__name__}, not an object. {advice}")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise DamagedFile(f"{path} lacks {', '.join(missing)}. {advice}")
+    return value

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from gd_bottleneck import data
-from gd_bottleneck.errors import RunInUse, SettingsError, TrainingDiverged, TrainingInterrupted
+from gd_bottleneck.errors import DamagedFile, RunInUse, SettingsError, TrainingDiverged, TrainingInterrupted
 from gd_bottleneck.export import export_saved_model
 from gd_bottleneck.hybrid import HybridVAE
 from gd_bottleneck.training import callbacks, checkpoints, files, strategies
@@ -93,13 +93,8 @@ def _check_against_saved_run(config):
     would record settings those weights were never trained with. Reads only."""
     path = os.path.join(config.model_dir, "run_config.json")
     if os.path.exists(path):
-        try:
-            saved = files.read_json(path)
-            if not isinstance(saved, dict):
-                raise ValueError(f"a JSON {type(saved).__name__}, not an object")
-        except (ValueError, UnicodeDecodeError) as error:
-            raise SettingsError(f"{path} is not a readable run_config.json ({error}); the settings of the run in "
-                                "`model_dir` are unknown. Restore the file, or use a new model_dir.") from None
+        saved = files.read_json(path, advice="The settings of the run in `model_dir` are unknown: restore the file, "
+                                "or use a new model_dir.")
         config.check_resumable_from(saved)
     elif checkpoints.candidates(os.path.join(config.model_dir, "checkpoints")):
         raise SettingsError(f"`model_dir` {config.model_dir!r} holds checkpoints but no run_config.json: the settings "
@@ -192,7 +187,10 @@ def _finished_results(config, step):
     path = os.path.join(config.model_dir, "results.json")
     if not os.path.exists(path):
         return None
-    results = files.read_json(path)
+    try:
+        results = files.read_json(path)
+    except DamagedFile:
+        return None  # not finished as far as anyone can tell: the run ends again and rewrites it
     if results.get("steps") != step or (config.export and "export" not in results):
         return None
     return results
