@@ -13,8 +13,10 @@ end of its output) in one JSON file:
 1. ``environment``: TensorFlow's version, the GPUs it sees, ``nvidia-smi -L``;
 2. ``tests``: the suite's tests that exercise devices and precision (mixed precision, the samplers' exactness,
    replicas);
-3. ``train_throughput``: our PixelCNN++ step against ``tfd.PixelCNN`` (``benchmarks.train_throughput --quick``);
-4. ``sampling``: the cached sampler against the reference (``benchmarks.sampling --quick``);
+3. ``train_throughput_float32`` and ``_mixed_float16``: our PixelCNN++ step (in that precision) against
+   ``tfd.PixelCNN`` (``benchmarks.train_throughput --quick --precision=...``: a ratio from interleaved pairs);
+4. ``sampling_float32`` and ``_mixed_float16``: the cached sampler against the reference, and whether they draw the
+   same images (``benchmarks.sampling --quick --precision=...``);
 5. ``hybrid_float32`` and ``hybrid_mixed_float16``: HybridVAE training steps in float32 and ``mixed_float16``
    (``benchmarks.hybrid_training``);
 6. ``paper_mirrored``: a short ``paper()`` training run under ``MirroredStrategy``.
@@ -46,9 +48,12 @@ def steps(dry, scratch):
         return [
             ("environment", environment, 60),
             ("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *DRY_TESTS], 120),
-            ("train_throughput", [py, "-m", "benchmarks.train_throughput", "--quick", "--steps=1", "--repeats=1",
-                                  "--warmup=1"], 300),
-            ("sampling", [py, "-m", "benchmarks.sampling", "--quick", "--image_size=8", "--num_images=1"], 300),
+            *[(f"train_throughput_{precision}", [py, "-m", "benchmarks.train_throughput", "--quick", "--steps=1",
+                                                 "--warmup=1", f"--precision={precision}"], 300)
+              for precision in ("float32", "mixed_float16")],
+            *[(f"sampling_{precision}", [py, "-m", "benchmarks.sampling", "--quick", "--image_size=8",
+                                         "--num_images=1", f"--precision={precision}"], 300)
+              for precision in ("float32", "mixed_float16")],
             *[(f"hybrid_{precision}", [py, "-m", "benchmarks.hybrid_training", "--presets=small", "--image_size=8",
                                        "--batch_size=2", "--steps=1", "--warmup=1", f"--precision={precision}"], 300)
               for precision in ("float32", "mixed_float16")],
@@ -58,8 +63,11 @@ def steps(dry, scratch):
     return [
         ("environment", environment, 120),
         ("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GPU_TESTS], 240),
-        ("train_throughput", [py, "-m", "benchmarks.train_throughput", "--quick"], 150),
-        ("sampling", [py, "-m", "benchmarks.sampling", "--quick"], 120),
+        *[(f"train_throughput_{precision}", [py, "-m", "benchmarks.train_throughput", "--quick",
+                                             f"--precision={precision}"], 90)
+          for precision in ("float32", "mixed_float16")],
+        *[(f"sampling_{precision}", [py, "-m", "benchmarks.sampling", "--quick", f"--precision={precision}"], 90)
+          for precision in ("float32", "mixed_float16")],
         *[(f"hybrid_{precision}", [py, "-m", "benchmarks.hybrid_training", "--presets=small,paper",
                                    "--steps=10", f"--precision={precision}"], 120)
           for precision in ("float32", "mixed_float16")],

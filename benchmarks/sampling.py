@@ -26,6 +26,7 @@ import tensorflow as tf
 from benchmarks import paired
 from gd_bottleneck import HybridVAE, sampling
 from gd_bottleneck.config import PRESETS
+from gd_bottleneck.precision import PRECISIONS
 
 
 def context_dependent_weights(model, scale=0.05, seed=0):
@@ -50,13 +51,14 @@ def _cached_figures(num_images, image_size, cached_seconds):
             "cached_ms_per_pixel_step": round(1000 * cached_seconds / image_size**2, 3)}
 
 
-def measure(preset, image_size, num_images, reference=True, seed=(1, 2), pairs=9, reference_rows=2):
-    model = context_dependent_weights(HybridVAE(PRESETS[preset](image_size), bottleneck="gaussian_dropout",
-                                                dropout_rate=0.15, seed=0))
+def measure(preset, image_size, num_images, reference=True, seed=(1, 2), pairs=9, reference_rows=2,
+            precision="float32"):
+    config = PRESETS[preset](image_size).replace(precision=precision)
+    model = context_dependent_weights(HybridVAE(config, bottleneck="gaussian_dropout", dropout_rate=0.15, seed=0))
     seed = tf.constant(seed, tf.int32)
     z = sampling.prior_latents(model, seed, num_images)
     cached = sampling.cached_samples(model, z, seed).numpy()  # traced and run once: warm
-    result = {"preset": preset, "image_size": image_size, "num_images": num_images}
+    result = {"preset": preset, "image_size": image_size, "num_images": num_images, "precision": precision}
     if reference:
         drawn = sampling.reference_samples(model, z, seed).numpy()
         prefix = reference_rows * image_size
@@ -96,6 +98,7 @@ def main():
     parser.add_argument("--cached_only", action="store_true", help="time the cached sampler only (no reference run)")
     parser.add_argument("--pairs", type=int, default=9, help="interleaved cached/reference pairs for the ratio (>= 6)")
     parser.add_argument("--reference_rows", type=int, default=2, help="rows of the reference timed per pair")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="the model's networks' precision")
     args = parser.parse_args()
     if args.pairs < paired.MIN_PAIRS:
         parser.error(f"--pairs must be >= {paired.MIN_PAIRS}. Received: {args.pairs}")
@@ -110,9 +113,11 @@ def main():
         parser.error(f"--presets must name small and/or paper. Received: {sorted(unknown)}")
     if "small" in presets:
         print(json.dumps(measure("small", args.image_size, num_images, reference=not args.cached_only,
-                                 pairs=args.pairs, reference_rows=args.reference_rows)), flush=True)
+                                 pairs=args.pairs, reference_rows=args.reference_rows, precision=args.precision)),
+              flush=True)
     if "paper" in presets:
-        print(json.dumps(measure("paper", args.image_size, args.paper_images, reference=False)), flush=True)
+        print(json.dumps(measure("paper", args.image_size, args.paper_images, reference=False,
+                                 precision=args.precision)), flush=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import time
 import numpy as np
 
 from benchmarks import paired
+from gd_bottleneck.precision import PRECISIONS
 
 ARCHITECTURES = {
     # the paper's PixelCNN++ (Salimans et al. 2017; appendix B of Rey & Mnih) at 32x32
@@ -182,8 +183,8 @@ def measure(kind, arch, steps, repeats, warmup):
     batch = arch["batch_size"]
     if kind == "peak":
         return peak_gflops(arch)
-    if kind == "pairs":
-        ours, _, _ = ours_step(arch, jit_compile=False)
+    if kind.startswith("pairs"):  # "pairs" or "pairs:<precision>" (our networks' precision; TFP's stays float32)
+        ours, _, _ = ours_step(arch, jit_compile=False, precision=kind.partition(":")[2] or "float32")
         ours_seconds, reference_seconds = paired.interleaved_seconds(
             _block(ours, steps), _block(reference_step(arch), steps), pairs=repeats, warmup=warmup)
         summary = paired.ratio_summary(reference_seconds, ours_seconds)  # reference time over ours: the speed-up
@@ -235,6 +236,8 @@ def main():
     parser.add_argument("--bf16", action="store_true", help="also time our step with mixed_bfloat16 networks")
     parser.add_argument("--hybrid", default="small,paper", help="hybrid presets to time ('' for none)")
     parser.add_argument("--weight_norm", action="store_true", help="weight-normalised layers on both sides")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="our networks' precision in the ratio's pairs (the reference stays float32)")
     parser.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     arch_name = args.arch or ("quick" if args.quick else "paper")
@@ -248,8 +251,8 @@ def main():
         print(json.dumps({**result, "peak_rss_mib": _peak_rss_mib()}), flush=True)
         return
 
-    pairs = run_isolated("pairs", arch_name, steps, args.pairs, args.warmup, args.weight_norm)
-    summary = {"arch": arch_name, **{k: v for k, v in arch.items()}, "steps": steps,
+    pairs = run_isolated(f"pairs:{args.precision}", arch_name, steps, args.pairs, args.warmup, args.weight_norm)
+    summary = {"arch": arch_name, **{k: v for k, v in arch.items()}, "steps": steps, "precision": args.precision,
                **{key: round(value, 3) for key, value in pairs.items()}}
     if args.quick:
         print(json.dumps(summary), flush=True)

@@ -59,11 +59,16 @@ def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path):
     report = json.loads(out.read_text())
     failed = {name: record for name, record in report["steps"].items() if not record["ok"]}
     assert done.returncode == 0 and not failed, (failed, done.stdout[-2000:])
-    assert list(report["steps"]) == ["environment", "tests", "train_throughput", "sampling", "hybrid_float32",
+    precisions = ("float32", "mixed_float16")
+    assert list(report["steps"]) == ["environment", "tests", *[f"train_throughput_{p}" for p in precisions],
+                                     *[f"sampling_{p}" for p in precisions], "hybrid_float32",
                                      "hybrid_mixed_float16", "paper_mirrored"]
-    assert report["steps"]["sampling"]["result"]["identical"] is True
+    for precision in precisions:
+        sampled, trained = (report["steps"][f"{kind}_{precision}"]["result"]
+                            for kind in ("sampling", "train_throughput"))
+        assert sampled["identical"] is True and sampled["precision"] == trained["precision"] == precision
+        assert trained["ratio_low"] <= trained["ratio"] <= trained["ratio_high"] and trained["pairs"] == 9
     assert report["steps"]["hybrid_mixed_float16"]["result"]["precision"] == "mixed_float16"
-    assert report["steps"]["train_throughput"]["result"]["ratio"] > 0
 
 
 def test_loop_frames_places_every_node_in_the_loop_that_runs_it():

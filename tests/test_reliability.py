@@ -119,6 +119,23 @@ def copy_of(finished_run, tmp_path):
     return dataclass_replace(config, model_dir=str(tmp_path / "run")), tmp_path / "run" / "checkpoints", results
 
 
+def test_a_model_only_checkpoint_written_with_write_loads_as_a_run(finished_run, tmp_path):
+    """What the studies keep per run (run_config.json and a model-only ``Checkpoint.write``, no save_counter and no
+    optimizer state) is a run folder that evaluate, sample and the figures can load."""
+    folder = finished_run[1]
+    model, _, _ = checkpoints.load_trained_model(str(folder))
+    kept = tmp_path / "kept"
+    (kept / "checkpoints").mkdir(parents=True)
+    shutil.copy(folder / "run_config.json", kept / "run_config.json")
+    tf.train.Checkpoint(model_variables=checkpoints.model_variables(model)).write(str(kept / "checkpoints" / "ckpt-2"))
+    loaded, _, newest = checkpoints.load_trained_model(str(kept), warn=lambda text: pytest.fail(text))
+    assert newest.endswith("ckpt-2")
+    expected, actual = checkpoints.model_variables(model), checkpoints.model_variables(loaded)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        np.testing.assert_array_equal(actual[name].numpy(), expected[name].numpy(), err_msg=name)
+
+
 def test_a_damaged_newest_checkpoint_falls_back_and_the_run_ends_as_uninterrupted(finished_run, tmp_path):
     """... and its wall_time_s counts both segments."""
     config, folder, _ = copy_of(finished_run, tmp_path)

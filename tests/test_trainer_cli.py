@@ -77,6 +77,7 @@ def runs(tmp_path_factory, shapes_data_dir):
               "export": Run.tool("trainers.export", base / "uninterrupted", f"--export_dir={base / 'saved'}"),
               "sample": Run.tool("trainers.sample", base / "uninterrupted", "--num=6", "--columns=4",
                                  f"--out={base / 'grid' / 'samples.png'}"),
+              "demo_figure": Run.tool("trainers.demo_figure", base / "uninterrupted", "--num=3"),
               **two_workers(base / "workers", data, "killed_worker")}
     signal_after_checkpoints([(second[f"killed_worker{index}"], KILLED_AFTER, signal.SIGKILL) for index in range(2)])
     for run in second.values():
@@ -167,6 +168,25 @@ def test_export_cli_writes_a_servable_version_of_a_trained_run(runs):
     loaded = tf.saved_model.load(path)
     images = loaded.signatures["sample"](num_samples=tf.constant(2), seed=tf.constant([0, 1]))["images"]
     assert images.shape == (2, 8, 8, 3) and images.dtype == tf.uint8
+
+
+def test_the_demo_figure_shows_data_reconstructions_and_samples_large_enough_to_see(runs):
+    done = runs["demo_figure"].assert_succeeded()
+    out = os.path.join(runs["uninterrupted"].model_dir, "demo.png")
+    assert f"Wrote {out}: 3 test images" in done.stdout
+    figure = tf.io.decode_png(tf.io.read_file(out)).numpy()[..., :3]
+    # three rows of 3 images, each 8x8 image drawn 64x64 (8x nearest neighbour): at least 3 x 64 pixels each way
+    assert figure.shape[0] >= 3 * 64 and figure.shape[1] >= 3 * 64
+    from gd_bottleneck.training import checkpoints, files
+    from trainers import demo_figure
+    config = checkpoints.run_config_of(os.path.join(runs["uninterrupted"].model_dir, "run_config.json"))
+    results = files.read_json(os.path.join(runs["uninterrupted"].model_dir, "results.json"))
+    words = demo_figure.caption(config, results)
+    assert "Gaussian dropout p = " in words and f"after {results['steps']:,} steps" in words
+    assert f"test ELBO {results['test_elbo_bpd']:.3f} bits/dim" in words
+    strip = demo_figure.upscaled(np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3) % 251, 8)
+    assert strip.shape == (64, 2 * 64 + 2, 3)  # two 64-pixel images and one white 2-pixel gap
+    np.testing.assert_array_equal(strip[:8, :8], np.broadcast_to(strip[0, 0], (8, 8, 3)))  # one source pixel
 
 
 def test_sample_cli_writes_a_png_grid(runs):

@@ -40,10 +40,14 @@ def training_checkpoint(model, optimizer):
 
 
 def restore(checkpoint, path, partial=False):
-    """Restores ``path`` and checks every variable of ``checkpoint`` was found in it (``partial``: the file may hold
-    more, e.g. the optimizer state when only the model is restored)."""
-    status = checkpoint.restore(path)
-    (status.expect_partial() if partial else status).assert_existing_objects_matched()
+    """Restores ``path`` and checks every variable of ``checkpoint`` was found in it. ``partial`` (loading a model,
+    not resuming a run): the file may hold more (the optimizer state) or less bookkeeping (no ``save_counter``: a
+    model-only checkpoint written with ``Checkpoint.write``, as the studies keep them), so it is read with
+    ``Checkpoint.read``, which neither creates nor expects that counter."""
+    if partial:
+        checkpoint.read(path).expect_partial().assert_existing_objects_matched()
+    else:
+        checkpoint.restore(path).assert_existing_objects_matched()
 
 
 def step_of(prefix):

@@ -1,0 +1,103 @@
+"""One labelled picture of what a run has learned: test images, their reconstructions, and samples from the prior.
+
+    python -m trainers.demo_figure --model_dir=runs/demo --out=runs/demo/demo.png      # what `make demo` draws
+
+Three rows of ``--num`` images each, upscaled without smoothing so that each image is at least 64 pixels wide: the
+first test images, their reconstructions (z ~ q(z|x), then the decoder's own draws), and samples (z ~ N(0, I)),
+under a caption with the run's setting (bottleneck and strength, image size, model preset), its training steps and
+its test ELBO and KL in bits/dim (``results.json``). The newest checkpoint and the cached sampler draw them; the same
+``--seed`` gives the same picture.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from gd_bottleneck import cli, data, sampling
+from gd_bottleneck.training import files
+from gd_bottleneck.training.checkpoints import load_trained_model
+from tuning.figures import pyplot, save_figure
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "A training run's folder (run_config.json + checkpoints/) (required).")
+flags.DEFINE_string("out", None, "Output PNG (default: <model_dir>/demo.png).")
+flags.DEFINE_integer("num", 8, "Images per row, in [1, 16].", lower_bound=1, upper_bound=16)
+flags.DEFINE_integer("seed", 0, "Sampling seed, in [0, 2**31).", lower_bound=0, upper_bound=2**31 - 1)
+
+MIN_WIDTH = 64  # pixels per image in the figure
+
+
+def setting(config):
+    """The run's setting in words, e.g. ``Gaussian dropout p = 0.15``."""
+    if config.bottleneck == "gaussian_dropout":
+        return f"Gaussian dropout p = {config.dropout_rate:g}"
+    if config.bottleneck == "variational":
+        return f"variational bottleneck beta = {config.beta:g}"
+    return "no bottleneck" + (f", auxiliary decoder weight {config.aux_weight:g}" if config.aux_weight else "")
+
+
+def caption(config, results):
+    """Two lines: the setting and data, then steps and the test ELBO/KL (or that the run has no results yet)."""
+    first = (f"{setting(config)}, {config.model_preset}() on {config.dataset} {config.image_size}x{config.image_size}, "
+             f"batch {config.batch_size}")
+    if results is None:
+        return first + "\nno results.json yet (training has not finished)"
+    return (first + f"\nafter {results['steps']:,} steps: test ELBO {results['test_elbo_bpd']:.3f} bits/dim, "
+            f"KL {results['test_kl_bpd']:.3f} bits/dim")
+
+
+def upscaled(images, factor):
+    """uint8 ``[N, H, W, 3]`` -> one row ``[H * factor, N * (W * factor + gap), 3]`` (nearest neighbour)."""
+    big = np.repeat(np.repeat(images, factor, axis=1), factor, axis=2)
+    gap = np.full((big.shape[1], max(2, factor // 4), 3), 255, np.uint8)
+    return np.concatenate([part for image in big for part in (image, gap)][:-1], axis=1)
+
+
+def draw(rows, labels, title, out):
+    """Writes the figure: one labelled image row per entry of ``rows`` (uint8 ``[N, H, W, 3]`` each)."""
+    plt = pyplot()
+    height, width = rows[0].shape[1:3]
+    factor = max(1, -(-MIN_WIDTH // width))
+    strips = [upscaled(row, factor) for row in rows]
+    inches = strips[0].shape[1] / 100 + 1.6, sum(strip.shape[0] for strip in strips) / 100 + 1.0
+    figure, axes = plt.subplots(len(strips), 1, figsize=inches, dpi=100, squeeze=False)
+    for axis, strip, label in zip(axes[:, 0], strips, labels):
+        axis.imshow(strip, interpolation="nearest")
+        axis.set_xticks([]), axis.set_yticks([])
+        axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    save_figure(figure, out)
+
+
+def main(argv):
+    if not FLAGS.model_dir:
+        raise app.UsageError("Flag --model_dir is required.")
+    out = FLAGS.out or os.path.join(FLAGS.model_dir, "demo.png")
+    if not out.lower().endswith(".png"):
+        raise app.UsageError(f"Flag --out must name a .png file. Received: {out!r}")
+    try:
+        model, config, checkpoint = load_trained_model(FLAGS.model_dir)
+    except FileNotFoundError as error:
+        raise app.UsageError(str(error).replace("`model_dir`", "--model_dir"))
+    seed = tf.constant([FLAGS.seed, 0], tf.int32)
+    originals = data.load_images(config.dataset, "test", config.image_size, config.data_dir,
+                                 config.manual_dir)[:FLAGS.num]
+    reconstructions = sampling.reconstructions(model, originals, seed).numpy()
+    samples = sampling.cached_samples(model, sampling.prior_latents(model, seed, FLAGS.num), seed).numpy()
+    results_path = os.path.join(FLAGS.model_dir, "results.json")
+    results = files.read_json(results_path) if os.path.exists(results_path) else None
+    draw([originals, reconstructions, samples], ["test images", "reconstructions", "samples"],
+         caption(config, results), out)
+    print(f"Wrote {out}: {FLAGS.num} test images, their reconstructions and {FLAGS.num} samples from {checkpoint}")
+
+
+def run():
+    """Console-script entry point (see setup.cfg)."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
