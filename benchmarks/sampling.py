@@ -72,7 +72,8 @@ def measure(preset, image_size, num_images, reference=True, seed=(1, 2), pairs=9
                       **{key: round(summary[key], 2) for key in ("ratio", "ratio_low", "ratio_high")},
                       ratio_coverage=summary["ratio_coverage"], pairs=pairs, reference_rows=reference_rows,
                       identical=bool(np.array_equal(drawn, cached)),
-                      mismatched_subpixels=int(np.sum(drawn != cached)))
+                      mismatched_subpixels=int(np.sum(drawn != cached)),
+                      max_subpixel_difference=int(np.abs(drawn.astype(np.int32) - cached).max()))
     else:
         result.update(_cached_figures(num_images, image_size, _seconds(sampling.cached_samples, model, z, seed)))
         images = tf.cast(cached, tf.float32)

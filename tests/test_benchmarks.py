@@ -66,7 +66,11 @@ def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path):
     for precision in precisions:
         sampled, trained = (report["steps"][f"{kind}_{precision}"]["result"]
                             for kind in ("sampling", "train_throughput"))
-        assert sampled["identical"] is True and sampled["precision"] == trained["precision"] == precision
+        assert sampled["precision"] == trained["precision"] == precision
+        if precision == "float32":
+            assert sampled["identical"] is True
+        else:  # float16 sums in another order can round to the neighbouring level (as bfloat16: test_precision.py)
+            assert sampled["max_subpixel_difference"] <= 1 and sampled["mismatched_subpixels"] <= 0.03 * 8 * 8 * 3
         assert trained["ratio_low"] <= trained["ratio"] <= trained["ratio_high"] and trained["pairs"] == 9
     assert report["steps"]["hybrid_mixed_float16"]["result"]["precision"] == "mixed_float16"
 
