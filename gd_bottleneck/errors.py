@@ -27,6 +27,11 @@ class CheckpointError(UserError, OSError):
     """No intact checkpoint to resume from, or a checkpoint that could not be written (e.g. a full disk)."""
 
 
+class CheckpointMismatch(UserError, ValueError):
+    """An intact checkpoint that does not fit the model the run's settings describe (edited settings, another run's
+    checkpoints): reported as such, never treated as damage, never moved."""
+
+
 class ExportError(UserError, OSError):
     """A SavedModel version could not be written (e.g. a full disk); earlier versions are untouched."""
 

@@ -22,7 +22,14 @@ import tensorflow as tf
 
 from gd_bottleneck import HybridVAE, data
 from gd_bottleneck.data import pipeline
-from gd_bottleneck.errors import CheckpointError, DamagedFile, DatasetUnavailable, RunInUse, SettingsError
+from gd_bottleneck.errors import (
+    CheckpointError,
+    CheckpointMismatch,
+    DamagedFile,
+    DatasetUnavailable,
+    RunInUse,
+    SettingsError,
+)
 from gd_bottleneck.training import callbacks, checkpoints, files, train
 from gd_bottleneck.training.run import build_model
 from gd_bottleneck.training.run_config import RunConfig
@@ -117,6 +124,22 @@ def copy_of(finished_run, tmp_path):
     config, folder, results, _ = finished_run
     shutil.copytree(folder, tmp_path / "run")
     return dataclass_replace(config, model_dir=str(tmp_path / "run")), tmp_path / "run" / "checkpoints", results
+
+
+def test_checkpoints_that_do_not_fit_edited_settings_are_a_mismatch_not_damage(finished_run, tmp_path):
+    config, checkpoint_dir, _ = copy_of(finished_run, tmp_path)
+    before = sorted(os.listdir(checkpoint_dir))
+    path = os.path.join(config.model_dir, "run_config.json")
+    saved = json.loads(open(path).read())
+    saved["model_overrides"] = {**saved["model_overrides"], "mixer_units": saved["model_overrides"].get("mixer_units",
+                                                                                                       8) + 3}
+    files.write_json_atomically(path, saved)  # hand-edited: the architecture no longer fits the weights
+    for attempt in (lambda: checkpoints.load_trained_model(config.model_dir, warn=pytest.fail),
+                    lambda: train(RunConfig.from_dict({**saved, "model_dir": config.model_dir}), write=quiet)):  # the trainer with the edited settings
+        with pytest.raises(CheckpointMismatch, match=r"ckpt-\d+ is intact but does not fit the model its "
+                           r"run_config.json describes .*Restore the run's own run_config.json; nothing was moved"):
+            attempt()
+        assert sorted(os.listdir(checkpoint_dir)) == before  # nothing quarantined, nothing rewritten
 
 
 def test_a_model_only_checkpoint_written_with_write_loads_as_a_run(finished_run, tmp_path):

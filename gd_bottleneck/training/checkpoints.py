@@ -14,7 +14,7 @@ import shutil
 
 import tensorflow as tf
 
-from gd_bottleneck.errors import CheckpointError, DamagedFile
+from gd_bottleneck.errors import CheckpointError, CheckpointMismatch, DamagedFile
 from gd_bottleneck.hybrid import HybridVAE
 from gd_bottleneck.training import files
 from gd_bottleneck.training.optimizer import make_optimizer
@@ -101,7 +101,12 @@ def restore_newest_intact(checkpoint, directory, warn=print, partial=False, quar
     for prefix in found:
         try:
             restore(checkpoint, prefix, partial=partial)
-        except Exception as error:  # noqa: BLE001 -- any failure to read back means "not intact"
+        except Exception as error:  # noqa: BLE001 -- a failure to read back means "not intact", unless it reads
+            if reads_back_completely(prefix):
+                raise CheckpointMismatch(
+                    f"checkpoint {prefix} is intact but does not fit the model its run_config.json describes "
+                    f"({_first_line(error)}): the settings were edited, or the checkpoints belong to another run. "
+                    "Restore the run's own run_config.json; nothing was moved.") from None
             warn(f"WARNING: checkpoint {prefix} is damaged or incomplete ({_first_line(error)}); "
                  "trying the previous one.")
             damaged.append(prefix)
@@ -115,6 +120,18 @@ def restore_newest_intact(checkpoint, directory, warn=print, partial=False, quar
         raise CheckpointError(f"No intact checkpoint in {directory} (damaged: {', '.join(damaged)}). Move the "
                               "checkpoints folder away to start the run over.")
     return None
+
+
+def reads_back_completely(prefix):
+    """Whether every tensor of checkpoint ``prefix`` reads back (its index and data files are whole): a restore that
+    fails on such a file failed because the model does not fit it, not because the file is damaged."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception:  # noqa: BLE001 -- anything unreadable is damage
+        return False
+    return True
 
 
 def _quarantine(directory, damaged, found, intact):
