@@ -18,9 +18,11 @@ Build REST bodies with :func:`rest_request` (or validate with :func:`check_image
 """
 
 import numbers
+import os
 
 import numpy as np
 
+from gd_bottleneck.errors import DamagedFile
 from gd_bottleneck.serving import MAX_IMAGES_PER_REQUEST
 
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
@@ -85,8 +87,16 @@ class ExportedModel:
     def __init__(self, path):
         self.path = path
         import tensorflow as tf  # here, not at import: building and checking requests needs no TensorFlow
-        self.loaded = tf.saved_model.load(path)
-        spec = self.loaded.signatures["encode"].structured_input_signature[1]["images"]
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise DamagedFile(f"{path} is not a SavedModel version folder (no saved_model.pb): give a version, e.g. "
+                              "saved_models/<name>/<version>.")
+        try:
+            self.loaded = tf.saved_model.load(path)
+            spec = self.loaded.signatures["encode"].structured_input_signature[1]["images"]
+        except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
+            raise DamagedFile(f"{path} is an incomplete or damaged SavedModel version, or not one of this project's "
+                              f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200]}). Export the run "
+                              "again (python -m trainers.export).") from None
         self.image_size = int(spec.shape[1])
 
     def _call(self, signature, **inputs):

@@ -292,8 +292,15 @@ def test_the_request_cli_validates_before_calling_and_writes_images(exported, tm
     np.save(tmp_path / "bad.npy", np.full([1, 8, 8, 3], 300))
     base = [sys.executable, "-m", "trainers.request", f"--model={exported[1]}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+    (tmp_path / "text.npy").write_text("not an array")
+    incomplete = tmp_path / "incomplete" / "1"
+    shutil.copytree(exported[1], incomplete)
+    shutil.rmtree(incomplete / "variables")  # a version copied half-way
     commands = {"bad_images": [*base, "--signature=elbo", f"--images={tmp_path / 'bad.npy'}"],
                 "bad_count": [*base, "--num_samples=2.5"],
+                "not_npy": [*base, "--signature=elbo", f"--images={tmp_path / 'text.npy'}"],
+                "incomplete": [sys.executable, "-m", "trainers.request", f"--model={incomplete}"],
+                "not_a_version": [sys.executable, "-m", "trainers.request", f"--model={tmp_path}"],
                 "good": [*base, "--num_samples=3", "--seed=3,4", f"--out={tmp_path / 'out.png'}"]}
     processes = {name: subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True) for name, command in commands.items()}
@@ -302,6 +309,12 @@ def test_the_request_cli_validates_before_calling_and_writes_images(exported, tm
                           ("bad_count", "Flag --num_samples must be an integer. Received: '2.5'")):
         (_, err), status = results[name]
         assert status == 1 and message in err and "Traceback" not in err, (name, err[-2000:])
+    for name, message in (("not_npy", "text.npy is not a .npy file of uint8 images"),
+                          ("incomplete", "1 is an incomplete or damaged SavedModel version"),
+                          ("not_a_version", "is not a SavedModel version folder (no saved_model.pb)")):
+        (_, err), status = results[name]
+        assert status == 2 and err.startswith("ERROR: ") and len(err.strip().splitlines()) == 1, (name, err[-2000:])
+        assert message in err, (name, err[-2000:])
     (out, err), status = results["good"]
     assert status == 0 and "Wrote 3 images" in out, err[-2000:]
     assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "out.png"))).shape == (8, 64, 3)  # 1 row of 8 cells

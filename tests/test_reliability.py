@@ -135,7 +135,8 @@ def test_checkpoints_that_do_not_fit_edited_settings_are_a_mismatch_not_damage(f
                                                                                                        8) + 3}
     files.write_json_atomically(path, saved)  # hand-edited: the architecture no longer fits the weights
     for attempt in (lambda: checkpoints.load_trained_model(config.model_dir, warn=pytest.fail),
-                    lambda: train(RunConfig.from_dict({**saved, "model_dir": config.model_dir}), write=quiet)):  # the trainer with the edited settings
+                    # the trainer, given the edited settings
+                    lambda: train(RunConfig.from_dict({**saved, "model_dir": config.model_dir}), write=quiet)):
         with pytest.raises(CheckpointMismatch, match=r"ckpt-\d+ is intact but does not fit the model its "
                            r"run_config.json describes .*Restore the run's own run_config.json; nothing was moved"):
             attempt()

@@ -16,6 +16,7 @@ import numpy as np
 from absl import app, flags
 
 from gd_bottleneck import cli, client
+from gd_bottleneck.errors import DamagedFile
 from gd_bottleneck.image_grids import write_png_grid
 
 FLAGS = flags.FLAGS
@@ -37,6 +38,17 @@ def _integer(text, name):
         raise app.UsageError(f"Flag --{name} must be an integer. Received: {text!r}") from None
 
 
+def _load_images(path):
+    """The uint8 images of a .npy file; one line naming the file when it is missing or not a plain .npy array."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise app.UsageError(f"Flag --images: no such file {path!r}.") from None
+    except (OSError, ValueError) as error:  # a folder, an .npz, a pickle, a text file, a truncated array
+        raise DamagedFile(f"{path} is not a .npy file of uint8 images [n, H, W, 3] ({str(error).splitlines()[0]}). "
+                          "Write it with numpy.save(path, images).") from None
+
+
 def _inputs():
     """The signature's inputs from the flags, as Python/numpy values (validated by gd_bottleneck.client)."""
     inputs = {}
@@ -47,7 +59,7 @@ def _inputs():
     if FLAGS.signature != "sample":
         if not FLAGS.images:
             raise app.UsageError(f"Flag --images is required with --signature={FLAGS.signature}.")
-        inputs["images"] = np.load(FLAGS.images, allow_pickle=False)
+        inputs["images"] = _load_images(FLAGS.images)
     return inputs
 
 
@@ -61,6 +73,8 @@ def main(argv):
             raise app.UsageError("Flag --model is required (or --rest_body).")
         model = client.ExportedModel(FLAGS.model)
         outputs = getattr(model, FLAGS.signature)(**inputs)
+    except DamagedFile:
+        raise  # a file problem: one line, exit 2 (cli.run), not a usage error
     except ValueError as error:
         raise app.UsageError(str(error).replace("Argument `", "Flag `--"))
     if isinstance(outputs, np.ndarray):
