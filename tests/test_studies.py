@@ -29,3 +29,15 @@ def test_the_seed_count_is_the_smallest_that_meets_the_power_formula():
         assert exact > 0.78  # never under-powered (conservative at small n: 0.97 at n = 4)
     assert report.seeds_needed(0.03) > report.seeds_needed(0.016)
     assert report.seeds_needed(1.0) is None  # beyond the cap
+
+
+def test_the_main_phase_pairs_each_target_per_seed_and_adds_three_seeds_of_baselines():
+    rows = report.main_runs("shapes16", [("low", 0.5, 0.12345), ("high", 0.99, 0.031)], seeds=5)
+    assert len(rows) == 5 * 4 + 3 * 2 and len({row["id"] for row in rows}) == len(rows)
+    assert [row["seed"] for row in rows[:6]] == [0] * 6  # seed-major: every setting at seed 0 first
+    first = rows[:4]
+    assert [(row["kind"], row["strength"]) for row in first] == [
+        ("gaussian_dropout", "0.5"), ("variational", "0.1235"), ("gaussian_dropout", "0.99"), ("variational", "0.031")]
+    baselines = [row for row in rows if row["kind"] in ("none", "auxiliary_decoder")]
+    assert sorted({row["seed"] for row in baselines}) == [0, 1, 2] and len(baselines) == 6
+    assert all(row["id"].startswith("m-shapes-") and row["bed"] == "shapes16" for row in rows)

@@ -123,6 +123,28 @@ def power_lines(rows):
             f"{seeds_needed(sd_difference)}; with the 8x8 study's paired sd 0.016: {seeds_needed(0.016)}"]
 
 
+BED_TAGS = {"shapes16": "shapes", "photos16": "photos"}
+BASELINES = (("none", 0.0), ("auxiliary_decoder", 1.0))
+
+
+def main_runs(bed, pairs, seeds, baseline_seeds=3):
+    """The main phase's runs of ``bed`` (PLAN.md section 7), as main.csv rows: for each seed (seed-major, so that a
+    phase stopped part-way has every setting at its first seeds), each matched pair ``(target name, GD rate, VB
+    beta)`` of ``pairs`` as two adjacent runs, then the no-bottleneck and auxiliary-decoder baselines for the first
+    ``baseline_seeds`` seeds."""
+    tag, rows = BED_TAGS[bed], []
+    for seed in range(seeds):
+        for target, rate, beta in pairs:
+            rows.append({"id": f"m-{tag}-{target}-gd{rate:.4g}-s{seed}", "bed": bed, "kind": GD,
+                         "strength": f"{rate:.4g}", "seed": seed})
+            rows.append({"id": f"m-{tag}-{target}-vb{beta:.4g}-s{seed}", "bed": bed, "kind": VB,
+                         "strength": f"{beta:.4g}", "seed": seed})
+        if seed < baseline_seeds:
+            rows += [{"id": f"m-{tag}-{kind}-s{seed}", "bed": bed, "kind": kind, "strength": f"{weight:g}",
+                      "seed": seed} for kind, weight in BASELINES]
+    return rows
+
+
 def write_csv(rows, path):
     names = list(dict.fromkeys(name for row in rows for name in row))
     lines = [",".join(names)] + [",".join("" if row.get(name) is None else str(row[name]) for name in names)
