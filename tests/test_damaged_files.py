@@ -88,3 +88,27 @@ def test_the_frontier_cli_answers_a_csv_given_as_a_run_folder_with_one_line(tmp_
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().splitlines() == [done.stderr.strip().splitlines()[-1]]
     assert done.stderr.startswith(f"ERROR: {runs_csv} is not valid JSON")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "overwrite", "delete"])
+def test_a_damaged_dataset_shard_is_named_with_the_fix(shapes_data_dir, tmp_path, damage):
+    import glob
+    import shutil
+
+    from gd_bottleneck import data
+    from gd_bottleneck.errors import DatasetUnavailable
+
+    copy = tmp_path / "tfds"
+    shutil.copytree(shapes_data_dir, copy)
+    (shard,) = glob.glob(str(copy / "**" / "*-train.tfrecord-*"), recursive=True)
+    if damage == "truncate":
+        with open(shard, "r+b") as stream:
+            stream.truncate(os.path.getsize(shard) // 2)
+    elif damage == "overwrite":
+        with open(shard, "r+b") as stream:
+            stream.seek(100)
+            stream.write(b"\x00" * 200)
+    else:
+        os.remove(shard)
+    with pytest.raises(DatasetUnavailable, match=r"the 'train' split of .* cannot be read .*Delete .* to build it"):
+        data.load_images("shapes_tiny", "train", 8, data_dir=str(copy))

@@ -113,7 +113,16 @@ def _download_and_prepare(builder, config):
 
 def _whole_split(dataset, split, image_size, data_dir, manual_dir):
     builder = prepare(dataset, image_size, data_dir, manual_dir)
-    chunks = list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False).batch(4096)))
+    try:
+        chunks = list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False).batch(4096)))
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
+            tf.errors.FailedPreconditionError) as error:
+        # a truncated or overwritten shard (DataLoss: bad record; InvalidArgument: a record that is not an example;
+        # NotFound: a shard deleted by hand; FailedPrecondition: fewer examples than the dataset info records)
+        message = str(error).strip().splitlines()[0][:200]
+        raise DatasetUnavailable(f"the {split!r} split of {builder.name} in {builder.data_dir} cannot be read "
+                                 f"({type(error).__name__}: {message}): a file of the prepared dataset is damaged "
+                                 f"or missing. Delete {builder.data_dir} to build it again.") from None
     if not chunks:
         raise ValueError(f"Split {split!r} of {builder.name} is empty.")
     return _concatenate(chunks)
