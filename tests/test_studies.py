@@ -41,3 +41,17 @@ def test_the_main_phase_pairs_each_target_per_seed_and_adds_three_seeds_of_basel
     baselines = [row for row in rows if row["kind"] in ("none", "auxiliary_decoder")]
     assert sorted({row["seed"] for row in baselines}) == [0, 1, 2] and len(baselines) == 6
     assert all(row["id"].startswith("m-shapes-") and row["bed"] == "shapes16" for row in rows)
+
+
+def test_matched_pairs_take_the_targets_from_gd_and_interpolate_vb_and_wait_for_missing_pilots():
+    def row(kind, strength, kl, seed=100, bed="shapes16"):
+        return {"bed": bed, "kind": kind, "strength": strength, "seed": seed, "kl_bpd": kl}
+
+    rows = [row("gaussian_dropout", 0.5, 0.06), row("gaussian_dropout", 0.99, 0.09), row("variational", 0.03, 0.04),
+            row("variational", 0.1, 0.08), row("variational", 0.3, 0.12), row("variational", 0.1, 0.5, seed=101)]
+    (low, high) = report.matched_pairs(rows, "shapes16")
+    assert low[:2] == ("low", 0.5) and low[3] == 0.06 and high[:2] == ("high", 0.99) and high[3] == 0.09
+    assert low[2] == pytest.approx(math.exp(math.log(0.03) + 0.5 * (math.log(0.1) - math.log(0.03))))
+    assert report.matched_pairs(rows[1:], "shapes16") is None  # GD p = 0.5 not kept yet
+    assert report.matched_pairs([r for r in rows if r["strength"] != 0.3], "shapes16") is None  # VB stops at 0.08
+    assert report.matched_pairs(rows, "photos16") is None

@@ -13,11 +13,17 @@ import math
 import os
 
 import numpy as np
-from absl import app
+from absl import app, flags
 from scipy import stats
 
 from gd_bottleneck import cli
 from gd_bottleneck.training import files
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("main_for", None, "Also write this bed's main runs into main.csv (PLAN.md section 8), from its "
+                    "pilots' matched strengths and --seeds.")
+flags.DEFINE_integer("seeds", 5, "Seeds per matched pair for --main_for (the plan: max(5, n), capped by the budget).",
+                     lower_bound=5)
 
 STUDY = os.path.dirname(os.path.abspath(__file__))
 BOUNDS = ("elbo_bpd", "iwae_bpd", "noise_marginal_bpd", "kl_bpd")
@@ -145,6 +151,33 @@ def main_runs(bed, pairs, seeds, baseline_seeds=3):
     return rows
 
 
+def matched_pairs(rows, bed):
+    """``[(target name, GD rate, VB beta, target KL)]`` of ``bed`` from its seed-100 pilots (PLAN.md 6.1), or None
+    while a pilot it needs is missing or VB's pilot range does not reach a target."""
+    first = {(row["kind"], row["strength"]): row["kl_bpd"] for row in rows
+             if row["bed"] == bed and row["seed"] == 100 and row.get("kl_bpd") is not None}
+    vb = [(strength, kl) for (kind, strength), kl in first.items() if kind == VB]
+    pairs = []
+    for name, rate in (("low", LOW_TARGET_RATE), ("high", HIGH_TARGET_RATE)):
+        kl = first.get((GD, rate))
+        beta = None if kl is None else strength_for_kl(vb, VB, kl)
+        if beta is None:
+            return None
+        pairs.append((name, rate, beta, kl))
+    return pairs
+
+
+def write_main_csv(bed, pairs, seeds):
+    """Adds ``bed``'s main runs (:func:`main_runs`) to the study's main.csv, keeping other beds' rows."""
+    path = os.path.join(STUDY, "main.csv")
+    kept = []
+    if os.path.exists(path):
+        with open(path) as stream:
+            kept = [row for row in csv.DictReader(stream) if row["bed"] != bed]
+    write_csv(kept + main_runs(bed, [pair[:3] for pair in pairs], seeds), path)
+    return path
+
+
 def write_csv(rows, path):
     names = list(dict.fromkeys(name for row in rows for name in row))
     lines = [",".join(names)] + [",".join("" if row.get(name) is None else str(row[name]) for name in names)
@@ -167,6 +200,12 @@ def main(argv):
         costs = [row["wall_time_s"] for row in rows if "wall_time_s" in row]
         lines.append(f"\nper-run training wall time: median {np.median(costs) / 60:.1f} min over {len(costs)} runs "
                      "(RUNLOG.md lists pauses included in some)")
+    if FLAGS.main_for:
+        pairs = matched_pairs(rows, FLAGS.main_for)
+        if pairs is None:
+            raise app.UsageError(f"--main_for={FLAGS.main_for}: its pilots do not fix both targets yet.")
+        lines.append(f"\nmain.csv: {FLAGS.main_for}, {FLAGS.seeds} seeds per pair, written to "
+                     f"{os.path.relpath(write_main_csv(FLAGS.main_for, pairs, FLAGS.seeds), STUDY)}")
     text = "\n".join(lines)
     print(text)
     files.write_text_atomically(os.path.join(folder, f"{phase}.txt"), text + "\n")
