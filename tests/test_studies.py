@@ -55,3 +55,60 @@ def test_matched_pairs_take_the_targets_from_gd_and_interpolate_vb_and_wait_for_
     assert report.matched_pairs(rows[1:], "shapes16") is None  # GD p = 0.5 not kept yet
     assert report.matched_pairs([r for r in rows if r["strength"] != 0.3], "shapes16") is None  # VB stops at 0.08
     assert report.matched_pairs(rows, "photos16") is None
+
+
+# --- the primary analysis (studies/gd_vs_vb_16x16/analysis.py), on numbers whose answers are worked out by hand ---
+
+def test_the_paired_comparison_matches_the_formulas():
+    from studies.gd_vs_vb_16x16 import analysis
+
+    gd, vb = [5.20, 5.22, 5.19, 5.25, 5.21], [5.24, 5.25, 5.21, 5.30, 5.23]
+    d = [-0.04, -0.03, -0.02, -0.05, -0.02]
+    mean, sd = sum(d) / 5, math.sqrt(sum((x - sum(d) / 5) ** 2 for x in d) / 4)
+    t = mean / (sd / math.sqrt(5))
+    result = analysis.paired_comparison(gd, vb)
+    assert result["mean_difference_bpd"] == pytest.approx(mean)
+    half = 2.7764451051977987 * sd / math.sqrt(5)  # t(0.975, 4)
+    assert (result["low_bpd"], result["high_bpd"]) == pytest.approx((mean - half, mean + half))
+    assert result["t_test_p"] == pytest.approx(2 * stats.t.sf(abs(t), 4))
+    assert result["wilcoxon_p"] == pytest.approx(0.0625)  # all 5 differences negative: 2 / 2^5, the smallest
+    with pytest.raises(ValueError, match="pair-aligned"):
+        analysis.paired_comparison([1.0, 2.0], [1.0])
+
+
+def test_holm_adjusts_in_order_and_keeps_the_adjusted_values_monotone():
+    from studies.gd_vs_vb_16x16 import analysis
+
+    adjusted, rejected = analysis.holm([0.01, 0.04, 0.03, 0.005])
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02]) and rejected == [True, False, False, True]
+
+
+@pytest.mark.parametrize("means, rejected, expected", [
+    ((-0.05, -0.01), (True, False), "support for the paper"),
+    ((0.05, -0.01), (True, False), "against the paper"),
+    ((-0.05, 0.05), (True, True), "mixed"),
+    ((-0.01, 0.01), (False, False), "inconclusive (no difference larger than 0.03 bits/dim)"),
+    ((-0.02, 0.01), (False, False), "inconclusive")])  # the first interval reaches -0.045: not inside +-0.03
+def test_the_verdict_follows_the_plans_table(means, rejected, expected):
+    from studies.gd_vs_vb_16x16 import analysis
+
+    half = {(-0.01, 0.01): 0.015}.get(means, 0.025)
+    outcomes = [({"mean_difference_bpd": m, "low_bpd": m - half, "high_bpd": m + half}, r)
+                for m, r in zip(means, rejected)]
+    assert analysis.verdict(outcomes) == expected
+
+
+def test_budget_sensitivity_flags_a_difference_that_flips_along_the_curves():
+    from studies.gd_vs_vb_16x16 import analysis
+
+    def curve(values):
+        return [{"step": step, "elbo_bpd": value} for step, value in zip((1750, 2625, 3500), values)]
+
+    noise = [0.0, 0.002, -0.001, 0.001, -0.002]
+    steady_gd = [curve([5.40 + e, 5.30 + e, 5.25 + e]) for e in noise]
+    vb = [curve([5.45 + e / 2, 5.35 + e / 2, 5.30 + e / 2]) for e in noise]
+    assert not analysis.budget_sensitivity(steady_gd, vb)["depends_on_budget"]  # GD 0.05 better all along
+    flipping_gd = [curve([5.40 + e, 5.35 + e, 5.33 + e]) for e in noise]  # better early, worse at the end
+    result = analysis.budget_sensitivity(flipping_gd, vb)
+    assert result["depends_on_budget"] and result["by_step"][3500]["mean_difference_bpd"] > 0
