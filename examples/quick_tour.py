@@ -36,7 +36,7 @@ def mi_bound_table():
 
 def bottleneck_layers():
     v = tf.random.stateless_normal([4, 8, 8, 10], seed=(1, 2))  # a PixelCNN++ output v: [B, H, W, 10]
-    dropout = GaussianDropoutBottleneck(rate=0.15, seed=0)
+    dropout = GaussianDropoutBottleneck(dropout_rate=0.15, seed=0)
     variational = VariationalBottleneck(units=10, beta=0.02, seed=0)
     noisy = dropout(v, training=True)
     print("\n2) Bottleneck layers on v [4, 8, 8, 10]")

@@ -4,8 +4,10 @@
     check_setting("variational", dropout_rate=None, beta=0.02)        -> validates without building anything
 
 A class registers under its ``kind`` with :func:`register`; it says which setting holds its strength
-(``strength_argument``: ``dropout_rate``, ``beta`` or none) and how to build itself from it (``from_setting``), so
-callers pass every strength setting they have and never compare kind names themselves.
+(``strength_argument``: ``dropout_rate``, ``beta`` or none: also its constructor's argument) and how to build
+itself for a model (``for_units``), so callers pass every strength setting they have and never compare kind names
+themselves. The strength is validated once per road: by the layer's constructor for library callers, and by
+:func:`check_setting` (the same check) where RunConfig must refuse a run before anything is written.
 """
 
 from gd_bottleneck.bottlenecks import GaussianDropoutBottleneck, IdentityBottleneck, VariationalBottleneck
@@ -38,17 +40,17 @@ def get(kind):
     return _REGISTRY[kind]
 
 
-def strength_of(kind, **settings):
-    """The validated strength of ``kind`` among ``settings`` (``dropout_rate=..., beta=...``), or None."""
-    cls = get(kind)
-    return cls.check_strength(settings.get(cls.strength_argument)) if cls.strength_argument else None
-
-
 def check_setting(kind, **settings):
-    """Validates ``kind`` and its strength (``ValueError`` naming the setting and its accepted range)."""
-    strength_of(kind, **settings)
+    """Validates ``kind`` and its strength among ``settings`` (``dropout_rate=..., beta=...``) with the layer's own
+    check, without building it: RunConfig's early refusal (``ValueError`` naming the setting and its range)."""
+    cls = get(kind)
+    if cls.strength_argument:
+        cls.check_strength(settings.get(cls.strength_argument))
 
 
 def create(kind, units, seed=None, name="bottleneck", **settings):
-    """The bottleneck layer of ``kind`` for inputs of ``units`` features, its strength taken from ``settings``."""
-    return get(kind).from_setting(strength_of(kind, **settings), units, seed=seed, name=name)
+    """The bottleneck layer of ``kind`` for inputs of ``units`` features, given its strength setting by name from
+    ``settings`` (the others are ignored); the layer's constructor validates it (the one check on this road)."""
+    cls = get(kind)
+    strength = {cls.strength_argument: settings.get(cls.strength_argument)} if cls.strength_argument else {}
+    return cls.for_units(units, seed=seed, name=name, **strength)

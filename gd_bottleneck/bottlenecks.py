@@ -15,7 +15,9 @@
 * ``call(x, training, return_penalty=False)``: ``y``; standalone it registers ``penalty_weight * mean(penalty)`` with
   ``add_loss``, and with ``return_penalty=True`` it returns ``(y, penalty)`` instead (a functional model's node).
 * For flags and tuning (gd_bottleneck/bottleneck_registry.py): ``kind`` (the registry name), ``strength_argument``
-  (which setting holds its strength: ``dropout_rate``, ``beta`` or none), ``check_strength`` and ``from_setting``.
+  (which setting holds its strength: ``dropout_rate``, ``beta`` or none, also the constructor's argument name),
+  ``check_strength`` (the one validation of the strength: the constructor's, also what RunConfig calls to refuse a
+  run before anything is written) and ``for_units`` (how the registry builds the layer).
 
 Every layer is the identity on its "signal" at test time: Gaussian dropout returns ``x``, the variational
 bottleneck returns its mean, as in the paper's experiments (appendix B).
@@ -61,9 +63,11 @@ class Bottleneck:
         return cls._validate_strength(strength)
 
     @classmethod
-    def from_setting(cls, strength, units, seed=None, **kwargs):
-        """The layer for a model whose bottleneck input has ``units`` features per position."""
-        raise NotImplementedError
+    def for_units(cls, units, **settings):
+        """The layer for a model whose bottleneck input has ``units`` features per position; ``settings`` are the
+        constructor's other arguments (its strength by its ``strength_argument`` name, ``seed``, ``name``), which the
+        constructor validates: the one check on the library's road (docs/design.md, "Walks")."""
+        return cls(**settings)
 
     @property
     def penalty_weight(self):
@@ -99,7 +103,10 @@ class Bottleneck:
 
 def dropout_stddev(rate):
     """Gaussian dropout's noise standard deviation ``sigma(p) = sqrt(p / (1 - p))`` (paper, section 4)."""
-    rate = check_rate(rate)
+    return _stddev(check_rate(rate))
+
+
+def _stddev(rate):
     return math.sqrt(rate / (1.0 - rate))
 
 
@@ -107,17 +114,19 @@ def dropout_stddev(rate):
 class GaussianDropoutBottleneck(Bottleneck, SeededNoiseLayer):
     """Gaussian dropout used as an information bottleneck: ``y = x * eps``, ``eps ~ N(1, sigma^2)``.
 
-    ``sigma = sqrt(rate / (1 - rate))``, so ``rate=0.5`` gives ``sigma=1``. The noise has no learnable parameters and
-    adds no loss term: by Theorem 1 it bounds I(x; y) on its own; :meth:`metrics` reports that bound for a batch.
+    ``sigma = sqrt(p / (1 - p))`` for the dropout rate p, so ``dropout_rate=0.5`` gives ``sigma=1``. The noise has no
+    learnable parameters and adds no loss term: by Theorem 1 it bounds I(x; y) on its own; :meth:`metrics` reports
+    that bound for a batch.
 
     Args:
-        rate: dropout rate ``p`` in ``[0, 1)``; ``0`` is the identity.
+        dropout_rate: the dropout rate ``p`` in ``[0, 1)`` (the flag's and HybridVAE's name too); ``0`` is the
+            identity.
         seed: int in ``[0, 2**31)`` or ``None``; see :class:`~gd_bottleneck.noise.SeededNoiseLayer` for how noise is
             derived, checkpointed and split across replicas.
 
     Call arguments:
         x: float tensor of any shape ``[B, ...]``; noise is drawn independently per element.
-        training: noise is applied only when ``True``; otherwise (and whenever ``rate == 0``) ``y`` is ``x``
+        training: noise is applied only when ``True``; otherwise (and whenever ``dropout_rate == 0``) ``y`` is ``x``
             itself, bit for bit.
     """
 
@@ -127,10 +136,10 @@ class GaussianDropoutBottleneck(Bottleneck, SeededNoiseLayer):
     strength_range = "a rate in [0, 1)"
     metric_names = ("mi_bound",)
 
-    def __init__(self, rate, seed=None, **kwargs):
+    def __init__(self, dropout_rate, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.rate = check_rate(rate)
-        self.stddev = dropout_stddev(self.rate)
+        self.dropout_rate = self.check_strength(dropout_rate)
+        self.stddev = _stddev(self.dropout_rate)  # validated once, just above
         self.supports_masking = True
 
     @classmethod
@@ -138,11 +147,13 @@ class GaussianDropoutBottleneck(Bottleneck, SeededNoiseLayer):
         return check_rate(strength, cls.strength_argument)
 
     @classmethod
-    def from_setting(cls, strength, units, seed=None, **kwargs):
-        return cls(cls.check_strength(strength), seed=seed, **kwargs)
+    def from_config(cls, config):
+        if "rate" in config:  # files saved before the argument took the flag's name
+            config = {**{key: value for key, value in config.items() if key != "rate"}, "dropout_rate": config["rate"]}
+        return cls(**config)
 
     def transform(self, x, training=None):
-        if not training or self.rate == 0.0:
+        if not training or self.dropout_rate == 0.0:
             return x, None
         return x * (1.0 + self.stddev * self.standard_normal(x)), None
 
@@ -154,11 +165,12 @@ class GaussianDropoutBottleneck(Bottleneck, SeededNoiseLayer):
         # A diverging model's v is not finite: report NaN (the trainer's guard stops on the loss) instead of letting
         # the bound's input check stop the step with an error.
         finite = tf.reduce_all(tf.math.is_finite(flat))
-        bound = tf.reduce_sum(gaussian_dropout_mi_bound(tf.where(finite, flat, tf.zeros_like(flat)), self.rate))
+        bound = tf.reduce_sum(gaussian_dropout_mi_bound(tf.where(finite, flat, tf.zeros_like(flat)),
+                                                           self.dropout_rate))
         return {"mi_bound": tf.where(finite, bound, tf.constant(math.nan, bound.dtype))}
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
+        return {**super().get_config(), "dropout_rate": self.dropout_rate}
 
 
 @keras.saving.register_keras_serializable(package="gd_bottleneck")
@@ -198,7 +210,7 @@ class VariationalBottleneck(Bottleneck, SeededNoiseLayer):
     def __init__(self, units, beta, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.units = check_int(units, "units", minimum=1)
-        self.beta = check_nonnegative(beta, "beta")
+        self.beta = self.check_strength(beta)
         self.mean_head = keras.layers.Dense(self.units, name="mean_head")
         self.scale_head = keras.layers.Dense(self.units, name="scale_head")
 
@@ -207,8 +219,8 @@ class VariationalBottleneck(Bottleneck, SeededNoiseLayer):
         return check_nonnegative(strength, cls.strength_argument)
 
     @classmethod
-    def from_setting(cls, strength, units, seed=None, **kwargs):
-        return cls(units, cls.check_strength(strength), seed=seed, **kwargs)
+    def for_units(cls, units, **settings):
+        return cls(units, **settings)
 
     @property
     def penalty_weight(self):
@@ -260,8 +272,8 @@ class IdentityBottleneck(Bottleneck, keras.layers.Layer):
         self.supports_masking = True
 
     @classmethod
-    def from_setting(cls, strength, units, seed=None, **kwargs):
-        return cls(**kwargs)
+    def for_units(cls, units, seed=None, **settings):
+        return cls(**settings)  # no noise, no seed
 
     def transform(self, x, training=None):
         return x, None

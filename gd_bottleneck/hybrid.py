@@ -79,10 +79,9 @@ class HybridVAE(keras.Model):
     def __init__(self, config, bottleneck="none", dropout_rate=None, beta=None, aux_weight=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.config = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
-        bottleneck_registry.check_setting(bottleneck, dropout_rate=dropout_rate, beta=beta)  # before any layer
+        self._strength = bottleneck_registry.get(bottleneck).strength_argument  # an unknown kind fails before any layer
         self.bottleneck = bottleneck
-        self.dropout_rate = None if dropout_rate is None else float(dropout_rate)
-        self.beta = None if beta is None else float(beta)
+        self.dropout_rate, self.beta = dropout_rate, beta  # the layer's constructor validates its own (below)
         self.aux_weight = check_nonnegative(aux_weight, "aux_weight")
         self.seed = check_seed(seed)
         with initializer_seeds(self.seed):  # sublayers may create their own layers in build()
@@ -101,6 +100,8 @@ class HybridVAE(keras.Model):
                                             weight_norm=cfg.weight_norm, dtype=cfg.precision, name="pixelcnn")
         self.bottleneck_layer = bottleneck_registry.create(bottleneck, cfg.pixelcnn_output_dim, seed=bottleneck_seed,
                                                            dropout_rate=self.dropout_rate, beta=self.beta)
+        for name in ("dropout_rate", "beta"):  # the bottleneck's own setting as its layer validated it; others unused
+            setattr(self, name, getattr(self.bottleneck_layer, name) if name == self._strength else None)
         self.mixer_hidden = keras.layers.Dense(cfg.mixer_units, activation="elu", name="mixer_hidden")
         self.mixer_output = self._mixture_head("mixer_output")
         self.aux_head = self._mixture_head("aux_decoder") if self.aux_weight > 0 else None

@@ -94,7 +94,7 @@ def test_gradient_flows_through_the_noise():
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), "0.5", True, None, [0.1]])
 def test_bad_rate_is_rejected_with_its_name_and_range(rate):
-    with pytest.raises(ValueError, match=r"`rate`.*(\[0, 1\)|real number|NaN)"):
+    with pytest.raises(ValueError, match=r"`dropout_rate`.*(\[0, 1\)|real number|NaN|is required)"):
         GaussianDropoutBottleneck(rate)
 
 
@@ -182,3 +182,35 @@ def test_output_shape_replaces_the_last_axis(shape):
 def test_bad_units_or_beta_are_rejected_by_name(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         VariationalBottleneck(**kwargs)
+
+
+def test_the_strength_is_validated_once_per_road(monkeypatch):
+    """One check where the setting enters: the layer's constructor for library callers (HybridVAE included), and
+    RunConfig, with the same check, where the CLI must refuse a run before anything is written."""
+    from gd_bottleneck import HybridVAE
+    from gd_bottleneck.bottlenecks import Bottleneck
+    from gd_bottleneck.training import RunConfig
+    from tests.tiny_models import TINY
+
+    calls, original = [], Bottleneck.check_strength.__func__
+
+    def counting(cls, strength):
+        calls.append((cls.kind, strength))
+        return original(cls, strength)
+
+    monkeypatch.setattr(Bottleneck, "check_strength", classmethod(counting))
+    for road, expected in [(lambda: HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.1, seed=0),
+                            ("gaussian_dropout", 0.1)),
+                           (lambda: HybridVAE(TINY, bottleneck="variational", beta=0.2, seed=0), ("variational", 0.2)),
+                           (lambda: RunConfig(model_dir="x", dropout_rate=0.3), ("gaussian_dropout", 0.3))]:
+        calls.clear()
+        road()
+        assert calls == [expected]
+
+
+def test_a_layer_saved_with_the_older_argument_name_still_loads():
+    config = GaussianDropoutBottleneck(0.3, seed=4).get_config()
+    assert config["dropout_rate"] == 0.3 and "rate" not in config
+    legacy = {**{key: value for key, value in config.items() if key != "dropout_rate"}, "rate": 0.3}
+    layer = GaussianDropoutBottleneck.from_config(legacy)
+    assert layer.dropout_rate == 0.3 and layer.stddev == pytest.approx(math.sqrt(0.3 / 0.7))
