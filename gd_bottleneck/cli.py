@@ -40,6 +40,21 @@ def run(main, arguments=False):
     app.run(_reporting(main, arguments))
 
 
+def trained_model_for_png(model_dir, out):
+    """``(model, config, checkpoint)`` of the run in ``--model_dir`` for a command that writes the PNG ``out``;
+    a missing folder, run or checkpoint, or an ``out`` that is not a .png, is a usage error naming the flag."""
+    if not model_dir:
+        raise app.UsageError("Flag --model_dir is required.")
+    if not out.lower().endswith(".png"):
+        raise app.UsageError(f"Flag --out must name a .png file. Received: {out!r}")
+    from gd_bottleneck.training.checkpoints import load_trained_model  # the model stack, only when a command runs
+
+    try:
+        return load_trained_model(model_dir)
+    except FileNotFoundError as error:
+        raise app.UsageError(str(error).replace("`model_dir`", "--model_dir"))
+
+
 def define_flag(define, name, *args, **kwargs):
     """``define(name, *args, **kwargs)`` (an ``absl.flags.DEFINE_*``) unless a flag ``name`` exists already.
 

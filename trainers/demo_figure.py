@@ -13,11 +13,10 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from gd_bottleneck import cli, data, sampling
 from gd_bottleneck.training import files
-from gd_bottleneck.training.checkpoints import load_trained_model
 from tuning.figures import pyplot, save_figure
 
 FLAGS = flags.FLAGS
@@ -73,15 +72,8 @@ def draw(rows, labels, title, out):
 
 
 def main(argv):
-    if not FLAGS.model_dir:
-        raise app.UsageError("Flag --model_dir is required.")
-    out = FLAGS.out or os.path.join(FLAGS.model_dir, "demo.png")
-    if not out.lower().endswith(".png"):
-        raise app.UsageError(f"Flag --out must name a .png file. Received: {out!r}")
-    try:
-        model, config, checkpoint = load_trained_model(FLAGS.model_dir)
-    except FileNotFoundError as error:
-        raise app.UsageError(str(error).replace("`model_dir`", "--model_dir"))
+    out = FLAGS.out or os.path.join(FLAGS.model_dir or "", "demo.png")
+    model, config, checkpoint = cli.trained_model_for_png(FLAGS.model_dir, out)
     seed = tf.constant([FLAGS.seed, 0], tf.int32)
     originals = data.load_images(config.dataset, "test", config.image_size, config.data_dir,
                                  config.manual_dir)[:FLAGS.num]

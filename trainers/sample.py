@@ -14,7 +14,6 @@ from absl import app, flags
 
 from gd_bottleneck import cli, data, sampling
 from gd_bottleneck.image_grids import write_png_grid
-from gd_bottleneck.training.checkpoints import load_trained_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A training run's folder (run_config.json + checkpoints/) (required).")
@@ -28,16 +27,9 @@ flags.DEFINE_bool("rows_share_z", False, "Every row of the grid shares one z ~ N
 
 
 def main(argv):
-    if not FLAGS.model_dir:
-        raise app.UsageError("Flag --model_dir is required.")
     if FLAGS.reconstruct and FLAGS.rows_share_z:
         raise app.UsageError("Flags --reconstruct and --rows_share_z exclude each other.")
-    if not FLAGS.out.lower().endswith(".png"):
-        raise app.UsageError(f"Flag --out must name a .png file. Received: {FLAGS.out!r}")
-    try:
-        model, config, checkpoint = load_trained_model(FLAGS.model_dir)
-    except FileNotFoundError as error:
-        raise app.UsageError(str(error).replace("`model_dir`", "--model_dir"))
+    model, config, checkpoint = cli.trained_model_for_png(FLAGS.model_dir, FLAGS.out)
     seed = tf.constant([FLAGS.seed, 0], tf.int32)
     if FLAGS.reconstruct:
         originals = data.load_images(config.dataset, "test", config.image_size, config.data_dir,
