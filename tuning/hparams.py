@@ -27,7 +27,7 @@ def write_trial(project_folder, trial_id, values, scores, results):
     writer = tf.summary.create_file_writer(trial_folder(project_folder, trial_id))
     step = int(results.get("steps", 0))
     with writer.as_default():
-        hp.hparams({name: value for name, value in values.items()}, trial_id=str(trial_id))
+        hp.hparams(values, trial_id=str(trial_id))
         for name, value in {**scores, **{key: results[key] for key in SCALARS if key in results}}.items():
             tf.summary.scalar(name, float(value), step=step)
     writer.close()
