@@ -112,3 +112,69 @@ def test_budget_sensitivity_flags_a_difference_that_flips_along_the_curves():
     flipping_gd = [curve([5.40 + e, 5.35 + e, 5.33 + e]) for e in noise]  # better early, worse at the end
     result = analysis.budget_sensitivity(flipping_gd, vb)
     assert result["depends_on_budget"] and result["by_step"][3500]["mean_difference_bpd"] > 0
+
+
+# --- the main phase's answer (studies/gd_vs_vb_16x16/main_analysis.py), on synthetic kept rows ---
+
+def _main_rows(gd_minus_vb, seeds=5, bed="shapes16", worsening_seed=None):
+    """Kept rows of both targets of ``bed``: VB's primary bound 5.30 + a per-seed offset, GD's that plus
+    ``gd_minus_vb[target]``; the other evaluations shifted copies; KLs 0.060 (GD) and 0.062 (VB)."""
+    from studies.gd_vs_vb_16x16 import report
+
+    offsets = [0.0, 0.004, -0.003, 0.002, -0.001, 0.003][:seeds]
+    pairs = [("low", 0.5, 0.04), ("high", 0.99, 0.08)]
+    plan = report.main_runs(bed, pairs, seeds, baseline_seeds=0)
+    rows = []
+    for run in plan:
+        target, seed = run["id"].split("-")[2], run["seed"]
+        value = 5.30 + offsets[seed] + (gd_minus_vb[target] if run["kind"] == "gaussian_dropout" else 0.0)
+        rows.append({"id": run["id"], "bed": bed, "kind": run["kind"], "strength": float(run["strength"]),
+                     "seed": seed, "status": "worsening" if seed == worsening_seed else "improving",
+                     "noise_marginal_bpd": value, "elbo_bpd": value + 0.01, "iwae_bpd": value - 0.02,
+                     "kl_bpd": 0.060 if run["kind"] == "gaussian_dropout" else 0.062})
+    return rows, plan
+
+
+def test_the_main_answer_pairs_by_seed_and_holm_counts_the_unrun_bed_as_p_one():
+    from studies.gd_vs_vb_16x16 import analysis, main_analysis
+
+    rows, plan = _main_rows({"low": -0.04, "high": 0.0})
+    rows[-1]["noise_marginal_bpd"] += 0.001  # the high target's VB seed 4: a small non-zero spread of differences
+    result = main_analysis.answer(rows, plan, curves={})
+    low, high = [item for item in result["comparisons"] if item["bed"] == "shapes16"]
+    assert low["target"] == "low" and low["seeds"] == [0, 1, 2, 3, 4] and low["complete"]
+    assert low["primary"]["mean_difference_bpd"] == pytest.approx(-0.04)
+    assert low["secondary"]["elbo_bpd"]["mean_difference_bpd"] == pytest.approx(-0.04)
+    # Holm over the fixed family of 4: the two photos16 comparisons enter as p = 1
+    p_low, p_high = low["primary"]["t_test_p"], high["primary"]["t_test_p"]
+    expected, _ = analysis.holm([p_low, p_high, 1.0, 1.0])
+    assert (low["holm_p"], high["holm_p"]) == pytest.approx(expected[:2])
+    assert low["rejected"] and low["better"] == "GD" and not high["rejected"]
+    assert low["kl"]["matched"] and low["kl"]["relative_difference"] == pytest.approx(0.002 / 0.061)
+    assert result["verdicts"] == {"shapes16": "support for the paper", "photos16": None}
+    assert "verdict shapes16: support for the paper" in main_analysis.answer_lines(result)
+
+
+def test_the_main_answer_says_partial_until_every_planned_seed_is_kept_and_drops_worsening_runs_only_beside():
+    from studies.gd_vs_vb_16x16 import main_analysis
+
+    rows, plan = _main_rows({"low": -0.04, "high": 0.03}, worsening_seed=2)
+    kept = [row for row in rows if row["seed"] != 4]  # seed 4 not run yet
+    result = main_analysis.answer(kept, plan, curves={})
+    assert result["verdicts"]["shapes16"] == "partial: mixed"
+    low = result["comparisons"][0]
+    assert low["seeds"] == [0, 1, 2, 3] and not low["complete"]
+    assert low["primary_without_worsening"]["seeds"] == [0, 1, 3]  # beside the primary test, not instead of it
+    assert low["primary"]["mean_difference_bpd"] == pytest.approx(-0.04)
+
+
+def test_the_kl_match_uses_15_percent_of_the_arms_mean_kl():
+    from studies.gd_vs_vb_16x16 import main_analysis
+
+    def arm(kls):
+        return [{"kl_bpd": value} for value in kls]
+
+    assert main_analysis.kl_match(arm([0.057, 0.057]), arm([0.066, 0.066]))["matched"]  # 0.009 / 0.0615 = 14.6%
+    assert not main_analysis.kl_match(arm([0.057, 0.057]), arm([0.067, 0.067]))["matched"]  # 16.1%
+    assert main_analysis.target_of("m-photos-high-vb0.08-s3") == "high"
+    assert main_analysis.target_of("m-shapes-auxiliary_decoder-s0") is None

@@ -1,7 +1,9 @@
 """The study's tables from its kept results alone (no checkpoint needed): runs.csv, and for the pilots, the KL
-targets, the matched strengths and the power calculation of PLAN.md section 6.
+targets, the matched strengths and the power calculation of PLAN.md section 6; for the main runs, the answer of
+section 7 (``main_analysis``).
 
     python -m studies.gd_vs_vb_16x16.report pilot      # results/pilot/runs.csv and pilot.txt (printed too)
+    python -m studies.gd_vs_vb_16x16.report main       # results/main/runs.csv, main.txt and main.json: the answer
 
 Each kept run (``results/<phase>/<id>/``) gives one row: its setting (from the phase's CSV), steps, the plateau
 reading (``study.json``), the four bounds on the first 2,000 test images (``bounds.json``), the paper's test ELBO
@@ -9,6 +11,7 @@ and KL on the whole test split (``results.json``) and its wall time.
 """
 
 import csv
+import json
 import math
 import os
 
@@ -18,6 +21,7 @@ from scipy import stats
 
 from gd_bottleneck import cli
 from gd_bottleneck.training import files
+from studies.gd_vs_vb_16x16 import main_analysis
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("main_for", None, "Also write this bed's main runs into main.csv (PLAN.md section 8), from its "
@@ -32,12 +36,16 @@ DETECTABLE_BPD, ALPHA, POWER = 0.03, 0.05, 0.8
 LOW_TARGET_RATE, HIGH_TARGET_RATE = 0.5, 0.99  # the plan's KL targets: the pilot KL of GD at these rates
 
 
+def planned_rows(phase):
+    """The phase CSV's rows (id, bed, kind, strength, seed as strings)."""
+    with open(os.path.join(STUDY, f"{phase}.csv")) as stream:
+        return list(csv.DictReader(stream))
+
+
 def kept_rows(phase):
     """One dict per kept run of ``phase``, in the phase CSV's order (runs not kept yet are left out)."""
-    with open(os.path.join(STUDY, f"{phase}.csv")) as stream:
-        plan = list(csv.DictReader(stream))
     rows = []
-    for run in plan:
+    for run in planned_rows(phase):
         folder = os.path.join(STUDY, "results", phase, run["id"])
         if not os.path.exists(os.path.join(folder, "study.json")):
             continue
@@ -54,6 +62,17 @@ def kept_rows(phase):
                        wall_time_s=results["wall_time_s"])
         rows.append(row)
     return rows
+
+
+def kept_curves(rows, folder):
+    """``{run id: [{"step", "elbo_bpd", ...}]}``: each kept run's held-out learning curve (``curve.jsonl``)."""
+    curves = {}
+    for row in rows:
+        path = os.path.join(folder, row["id"], "curve.jsonl")
+        if os.path.exists(path):
+            with open(path) as stream:
+                curves[row["id"]] = [json.loads(line) for line in stream if line.strip()]
+    return curves
 
 
 def transformed_strength(kind, strength):
@@ -200,6 +219,10 @@ def main(argv):
         costs = [row["wall_time_s"] for row in rows if "wall_time_s" in row]
         lines.append(f"\nper-run training wall time: median {np.median(costs) / 60:.1f} min over {len(costs)} runs "
                      "(RUNLOG.md lists pauses included in some)")
+    if phase == "main":
+        result = main_analysis.answer(rows, planned_rows(phase), kept_curves(rows, folder))
+        files.write_json_atomically(os.path.join(folder, "main.json"), result)
+        lines += main_analysis.answer_lines(result)
     if FLAGS.main_for:
         pairs = matched_pairs(rows, FLAGS.main_for)
         if pairs is None:
