@@ -15,8 +15,6 @@ $(STAMP): setup.cfg pyproject.toml
 # The main job on the embedded dataset (a few minutes); rerunning resumes, `make demo-clean` starts over.
 demo: $(STAMP)
 	$(PY) -m trainers.cifar --flagfile=demo.flags
-	$(PY) -m trainers.sample --model_dir=runs/demo --num=32 --out=runs/demo/samples.png
-	$(PY) -m trainers.sample --model_dir=runs/demo --num=16 --columns=4 --reconstruct --out=runs/demo/reconstructions.png
 	$(PY) -m trainers.demo_figure --model_dir=runs/demo --out=runs/demo/demo.png
 
 demo-clean:
