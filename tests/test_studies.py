@@ -178,3 +178,18 @@ def test_the_kl_match_uses_15_percent_of_the_arms_mean_kl():
     assert not main_analysis.kl_match(arm([0.057, 0.057]), arm([0.067, 0.067]))["matched"]  # 16.1%
     assert main_analysis.target_of("m-photos-high-vb0.08-s3") == "high"
     assert main_analysis.target_of("m-shapes-auxiliary_decoder-s0") is None
+
+
+def test_the_frontier_figure_draws_every_evaluation_from_kept_rows(tmp_path):
+    from studies.gd_vs_vb_16x16 import figures
+
+    rows, _ = _main_rows({"low": -0.04, "high": 0.03}, seeds=3)
+    rows += [{"id": f"m-shapes-none-s{seed}", "bed": "shapes16", "kind": "none", "strength": 0.0, "seed": seed,
+              "status": "plateau", "noise_marginal_bpd": 5.5, "elbo_bpd": 5.5, "iwae_bpd": 5.48, "kl_bpd": 0.001}
+             for seed in range(2)]
+    records = figures.as_records(rows, "iwae_bpd")
+    assert [r["elbo_bpd"] for r in records] == [r["iwae_bpd"] for r in rows]  # the panel's evaluation on the y axis
+    assert {r["strength"] for r in records if r["kind"] == "none"} == {None}  # the baseline has no strength
+    out = figures.frontier_figure(rows, "shapes16", str(tmp_path / "frontier.png"))
+    with open(out, "rb") as stream:
+        assert stream.read(8) == b"\x89PNG\r\n\x1a\n"

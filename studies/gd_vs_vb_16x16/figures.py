@@ -1,0 +1,134 @@
+"""The study's figures (PLAN.md section 10), per bed, into ``results/<phase>/figures/``.
+
+    python -m studies.gd_vs_vb_16x16.figures main       # frontier, learning curves, Figure 3 per bed and target
+    python -m studies.gd_vs_vb_16x16.figures pilot      # frontier and learning curves of the pilots
+
+- ``<bed>_frontier.png``: VAE KL (x) against each of the three evaluations (a panel each: the paper's noise-off
+  ELBO, the noise-off IWAE bound, the noise-marginal bound, all bits/dim on the first 2,000 test images); seeds as
+  small points, setting means with 95% t-intervals on both axes, each family's settings joined in order of strength
+  (``tuning.frontier``'s drawing), and in the main phase each matched pair joined by a dotted line labelled with its
+  target.
+- ``<bed>_curves.png``: held-out ELBO and KL against the step (``tuning.curves``), seeds thin, means thick.
+- ``<bed>_<target>_figure3.png`` (main phase, from the kept model-only checkpoints of seed 0): test images, then
+  for each arm its reconstructions and two rows of samples where each row shares one z ~ N(0, I) (what stays fixed
+  along a row is what the latents hold), labelled with the setting, KL and bounds.
+"""
+
+import os
+
+import tensorflow as tf
+from absl import app
+
+from gd_bottleneck import cli, data, sampling
+from gd_bottleneck.training import files
+from gd_bottleneck.training.checkpoints import load_trained_model
+from studies.gd_vs_vb_16x16 import main_analysis, report
+from trainers import demo_figure
+from tuning import curves, figures, frontier
+
+EVALUATIONS = (("elbo_bpd", "paper's ELBO, noise off"), ("iwae_bpd", "IWAE bound, noise off"),
+               ("noise_marginal_bpd", "noise-marginal bound (primary)"))
+SAMPLE_SEED = (3, 0)
+FIGURE3_IMAGES = 8
+
+
+def as_records(rows, evaluation):
+    """Study rows as ``tuning.frontier`` records with ``elbo_bpd`` := ``evaluation`` (the no-bottleneck baseline
+    has no strength)."""
+    return [{"kind": row["kind"], "strength": None if row["kind"] == "none" else row["strength"],
+             "seed": row["seed"], "kl_bpd": row["kl_bpd"], "elbo_bpd": row[evaluation]}
+            for row in rows if evaluation in row]
+
+
+def frontier_figure(rows, bed, out):
+    """Writes ``bed``'s frontier (module docstring); returns ``out``."""
+    plt = figures.pyplot()
+    figure, panels = plt.subplots(1, len(EVALUATIONS), figsize=(16.5, 5.2), dpi=110)
+    mine = [row for row in rows if row["bed"] == bed]
+    for panel, (evaluation, title) in zip(panels, EVALUATIONS):
+        records = as_records(mine, evaluation)
+        settings = frontier.aggregate(records)
+        frontier.draw_models(panel, settings, records, labels=True)
+        for target in main_analysis.TARGETS:
+            _, gd_rows, vb_rows = main_analysis.pairs(mine, bed, target)
+            if gd_rows:
+                means = [[sum(r[key] for r in arm) / len(arm) for arm in (gd_rows, vb_rows)]
+                         for key in ("kl_bpd", evaluation)]
+                panel.plot(*means, color="grey", linestyle=":", linewidth=1.2)
+                panel.annotate(f"target {target}", (sum(means[0]) / 2, sum(means[1]) / 2), fontsize=7,
+                               color="grey", xytext=(4, 4), textcoords="offset points")
+        panel.set_xlabel("VAE KL (bits/dim)")
+        panel.set_ylabel(f"{evaluation} (bits/dim)")
+        panel.set_title(title, fontsize=10)
+        panel.grid(alpha=0.3)
+    panels[0].legend(fontsize=7)
+    figure.suptitle(f"{bed}: bound against VAE KL, first 2,000 test images (lower right is better; bars: 95% "
+                    "t-intervals over seeds)", fontsize=10)
+    figure.tight_layout()
+    figures.save_figure(figure, out)
+    return out
+
+
+def curves_figure(rows, kept_curves, bed, out):
+    """Writes ``bed``'s learning curves; returns ``out``, or None when no run of the bed has a curve."""
+    records = [{"kind": row["kind"], "strength": None if row["kind"] == "none" else row["strength"],
+                "seed": row["seed"], "curve": kept_curves[row["id"]]}
+               for row in rows if row["bed"] == bed and row["id"] in kept_curves]
+    if not records:
+        return None
+    curves.plot(records, out)
+    return out
+
+
+def arm_rows(model_dir, originals, seed):
+    """One arm's three rows: reconstructions of ``originals`` and two rows of samples, each row sharing a z."""
+    model, _, _ = load_trained_model(model_dir, warn=lambda text: None)
+    count = len(originals)
+    shared = sampling.row_shared_latents(model, seed, 2 * count, count)
+    samples = sampling.cached_samples(model, shared, seed).numpy()
+    return [sampling.reconstructions(model, originals, seed).numpy(), samples[:count], samples[count:]]
+
+
+def figure3(gd_row, vb_row, phase_folder, out):
+    """Writes the Figure 3 of one matched pair (seed 0 of each arm); returns ``out``."""
+    config = files.read_json(os.path.join(phase_folder, gd_row["id"], "run_config.json"))
+    originals = data.load_images(config["dataset"], "test", config["image_size"], config.get("data_dir"),
+                                 config.get("manual_dir"))[:FIGURE3_IMAGES]
+    seed = tf.constant(SAMPLE_SEED, tf.int32)
+    rows, labels = [originals], ["test images"]
+    for name, row in (("GD", gd_row), ("VB", vb_row)):
+        rows += arm_rows(os.path.join(phase_folder, row["id"]), originals, seed)
+        labels += [f"{name} reconstructions", f"{name} samples, one z", f"{name} samples, another z"]
+    title = "\n".join(
+        f"{name} {'p' if name == 'GD' else 'beta'} = {row['strength']:g} (seed {row['seed']}): KL {row['kl_bpd']:.4f}, "
+        f"ELBO {row['elbo_bpd']:.4f}, IWAE {row['iwae_bpd']:.4f}, noise-marginal {row['noise_marginal_bpd']:.4f} "
+        "bits/dim" for name, row in (("GD", gd_row), ("VB", vb_row)))
+    demo_figure.draw(rows, labels, title, out)
+    return out
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] not in ("pilot", "main"):
+        raise app.UsageError("Give one phase: pilot or main.")
+    phase = argv[1]
+    rows = [row for row in report.kept_rows(phase) if "kl_bpd" in row]
+    if not rows:
+        raise app.UsageError(f"No run of phase {phase!r} with bounds is kept yet (results/{phase}/).")
+    phase_folder = os.path.join(report.STUDY, "results", phase)
+    out = os.path.join(phase_folder, "figures")
+    kept_curves = report.kept_curves(rows, phase_folder)
+    written = []
+    for bed in sorted({row["bed"] for row in rows}):
+        written.append(frontier_figure(rows, bed, os.path.join(out, f"{bed}_frontier.png")))
+        written.append(curves_figure(rows, kept_curves, bed, os.path.join(out, f"{bed}_curves.png")))
+        for target in main_analysis.TARGETS if phase == "main" else ():
+            seeds, gd_rows, vb_rows = main_analysis.pairs(rows, bed, target)
+            if 0 in seeds:
+                pair = (gd_rows[seeds.index(0)], vb_rows[seeds.index(0)])
+                written.append(figure3(*pair, phase_folder, os.path.join(out, f"{bed}_{target}_figure3.png")))
+    for path in filter(None, written):
+        print(f"Wrote {os.path.relpath(path, report.STUDY)}")
+
+
+if __name__ == "__main__":
+    cli.run(main, arguments=True)
