@@ -193,3 +193,27 @@ def test_the_frontier_figure_draws_every_evaluation_from_kept_rows(tmp_path):
     out = figures.frontier_figure(rows, "shapes16", str(tmp_path / "frontier.png"))
     with open(out, "rb") as stream:
         assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_lower_envelope_keeps_the_settings_no_other_beats_on_both_axes():
+    from studies.gd_vs_vb_16x16 import figures
+
+    def setting(kl, bound):
+        return {"kl_bpd_mean": kl, "elbo_bpd_mean": bound}
+
+    a, b, c, d = setting(0.04, 5.19), setting(0.10, 5.33), setting(0.09, 5.78), setting(0.06, 5.40)
+    # c: b has more KL and a lower bound; d: b has more KL and a lower bound too; a has the least KL but the best bound
+    assert figures.pareto_envelope([c, b, d, a]) == [a, b]
+    assert figures.pareto_envelope([a, dict(a)]) == [a, a]  # ties beat nothing
+
+
+def test_the_figures_read_back_the_runs_csv_the_report_writes(tmp_path):
+    from studies.gd_vs_vb_16x16 import figures, report
+
+    rows, _ = _main_rows({"low": -0.04, "high": 0.03}, seeds=2)
+    rows[0]["steps"] = 3500
+    report.write_csv(rows, str(tmp_path / "runs.csv"))
+    back = figures.read_runs_csv(str(tmp_path / "runs.csv"))
+    assert back[:2] == rows[:2]
+    assert isinstance(back[0]["seed"], int) and "steps" not in back[1]  # empty cells are left out
+    assert figures.read_runs_csv(str(tmp_path / "missing.csv")) == []

@@ -5,15 +5,17 @@
 
 - ``<bed>_frontier.png``: VAE KL (x) against each of the three evaluations (a panel each: the paper's noise-off
   ELBO, the noise-off IWAE bound, the noise-marginal bound, all bits/dim on the first 2,000 test images); seeds as
-  small points, setting means with 95% t-intervals on both axes, each family's settings joined in order of strength
-  (``tuning.frontier``'s drawing), and in the main phase each matched pair joined by a dotted line labelled with its
-  target.
+  small points, setting means with 95% t-intervals on both axes, each family's lower envelope (:func:`pareto_envelope`)
+  as its line, and in the main phase each matched pair joined by a dotted line labelled with its target. Drawn from
+  the phase's ``runs.csv`` alone (``report.py`` writes it).
 - ``<bed>_curves.png``: held-out ELBO and KL against the step (``tuning.curves``), seeds thin, means thick.
 - ``<bed>_<target>_figure3.png`` (main phase, from the kept model-only checkpoints of seed 0): test images, then
   for each arm its reconstructions and two rows of samples where each row shares one z ~ N(0, I) (what stays fixed
   along a row is what the latents hold), labelled with the setting, KL and bounds.
 """
 
+import csv
+import math
 import os
 
 import tensorflow as tf
@@ -24,12 +26,22 @@ from gd_bottleneck.training import files
 from gd_bottleneck.training.checkpoints import load_trained_model
 from studies.gd_vs_vb_16x16 import main_analysis, report
 from trainers import demo_figure
-from tuning import curves, figures, frontier
+from tuning import curves, families, figures, frontier
 
 EVALUATIONS = (("elbo_bpd", "paper's ELBO, noise off"), ("iwae_bpd", "IWAE bound, noise off"),
                ("noise_marginal_bpd", "noise-marginal bound (primary)"))
 SAMPLE_SEED = (3, 0)
 FIGURE3_IMAGES = 8
+
+
+def read_runs_csv(path):
+    """``report.py``'s runs.csv as rows of numbers (empty cells left out; missing file: no rows)."""
+    if not os.path.exists(path):
+        return []
+    text = {"id", "bed", "kind", "status"}
+    with open(path) as stream:
+        return [{name: value if name in text else (int(value) if name in ("seed", "steps", "epochs") else float(value))
+                 for name, value in row.items() if value != ""} for row in csv.DictReader(stream)]
 
 
 def as_records(rows, evaluation):
@@ -40,22 +52,58 @@ def as_records(rows, evaluation):
             for row in rows if evaluation in row]
 
 
+def pareto_envelope(settings):
+    """The settings on a family's lower envelope, in order of KL: those that no other setting of the family beats
+    on both axes (at least its KL and at most its bound, one strictly). More KL is not a cost here: the envelope is
+    the best bound the family reaches at each KL, as in Figure 2, whatever strength got there."""
+    def beaten(row):
+        return any(other["kl_bpd_mean"] >= row["kl_bpd_mean"] and other["elbo_bpd_mean"] <= row["elbo_bpd_mean"]
+                   and (other["kl_bpd_mean"], other["elbo_bpd_mean"]) != (row["kl_bpd_mean"], row["elbo_bpd_mean"])
+                   for other in settings)
+
+    return sorted((row for row in settings if not beaten(row)), key=lambda row: row["kl_bpd_mean"])
+
+
+def _draw_family(panel, kind, settings, records, style):
+    """One family: its seeds (small), its setting means with 95% t-intervals on both axes (one seed: none), labelled
+    with their strength, and its lower envelope as a line."""
+    color, marker = style
+    family = families.get(kind)
+    panel.scatter([r["kl_bpd"] for r in records], [r["elbo_bpd"] for r in records], color=color, marker=marker, s=12,
+                  alpha=0.35, linewidths=0)
+    half = [[0.0 if math.isnan(row[f"{key}_ci95"]) else row[f"{key}_ci95"] for row in settings]
+            for key in ("kl_bpd", "elbo_bpd")]
+    panel.errorbar([row["kl_bpd_mean"] for row in settings], [row["elbo_bpd_mean"] for row in settings],
+                   xerr=half[0], yerr=half[1], color=color, marker=marker, linestyle="none", capsize=2,
+                   markersize=10 if marker in "*D" else 6)
+    envelope = pareto_envelope(settings)
+    panel.plot([row["kl_bpd_mean"] for row in envelope], [row["elbo_bpd_mean"] for row in envelope], color=color,
+               linewidth=1.5, label=f"{family.label}: lower envelope")
+    for row in settings:
+        if row["strength"] is not None and not family.is_preset:
+            panel.annotate(f"{row['strength']:g}", (row["kl_bpd_mean"], row["elbo_bpd_mean"]), fontsize=7,
+                           color=color, xytext=(5, -10), textcoords="offset points")
+
+
 def frontier_figure(rows, bed, out):
     """Writes ``bed``'s frontier (module docstring); returns ``out``."""
     plt = figures.pyplot()
-    figure, panels = plt.subplots(1, len(EVALUATIONS), figsize=(16.5, 5.2), dpi=110)
+    figure, panels = plt.subplots(1, len(EVALUATIONS), figsize=(16.5, 5.4), dpi=110)
     mine = [row for row in rows if row["bed"] == bed]
     for panel, (evaluation, title) in zip(panels, EVALUATIONS):
         records = as_records(mine, evaluation)
         settings = frontier.aggregate(records)
-        frontier.draw_models(panel, settings, records, labels=True)
+        for index, kind in enumerate(families.names()):
+            if any(row["kind"] == kind for row in settings):
+                _draw_family(panel, kind, [row for row in settings if row["kind"] == kind],
+                             [r for r in records if r["kind"] == kind], frontier.STYLES[index % len(frontier.STYLES)])
         for target in main_analysis.TARGETS:
             _, gd_rows, vb_rows = main_analysis.pairs(mine, bed, target)
             if gd_rows:
                 means = [[sum(r[key] for r in arm) / len(arm) for arm in (gd_rows, vb_rows)]
                          for key in ("kl_bpd", evaluation)]
                 panel.plot(*means, color="grey", linestyle=":", linewidth=1.2)
-                panel.annotate(f"target {target}", (sum(means[0]) / 2, sum(means[1]) / 2), fontsize=7,
+                panel.annotate(f"matched pair, target {target}", (sum(means[0]) / 2, sum(means[1]) / 2), fontsize=7,
                                color="grey", xytext=(4, 4), textcoords="offset points")
         panel.set_xlabel("VAE KL (bits/dim)")
         panel.set_ylabel(f"{evaluation} (bits/dim)")
@@ -63,7 +111,7 @@ def frontier_figure(rows, bed, out):
         panel.grid(alpha=0.3)
     panels[0].legend(fontsize=7)
     figure.suptitle(f"{bed}: bound against VAE KL, first 2,000 test images (lower right is better; bars: 95% "
-                    "t-intervals over seeds)", fontsize=10)
+                    "t-intervals over seeds; labels: p or beta)", fontsize=10)
     figure.tight_layout()
     figures.save_figure(figure, out)
     return out
@@ -111,10 +159,11 @@ def main(argv):
     if len(argv) != 2 or argv[1] not in ("pilot", "main"):
         raise app.UsageError("Give one phase: pilot or main.")
     phase = argv[1]
-    rows = [row for row in report.kept_rows(phase) if "kl_bpd" in row]
-    if not rows:
-        raise app.UsageError(f"No run of phase {phase!r} with bounds is kept yet (results/{phase}/).")
     phase_folder = os.path.join(report.STUDY, "results", phase)
+    rows = [row for row in read_runs_csv(os.path.join(phase_folder, "runs.csv")) if "kl_bpd" in row]
+    if not rows:
+        raise app.UsageError(f"No run of phase {phase!r} with bounds in results/{phase}/runs.csv: run "
+                             f"`python -m studies.gd_vs_vb_16x16.report {phase}` first.")
     out = os.path.join(phase_folder, "figures")
     kept_curves = report.kept_curves(rows, phase_folder)
     written = []
