@@ -155,7 +155,7 @@ def plot(rows, records, out, split="test", floor=None):
     strength and labelled with it."""
     figure, (overview, zoom) = figures.pyplot().subplots(1, 2, figsize=(12.5, 5.0), dpi=120)
     for axes in (overview, zoom):
-        draw_models(axes, rows, records, labels=axes is zoom)
+        _draw_models(axes, rows, records, labels=axes is zoom)
         axes.set_xlabel(f"VAE KL ({split}, bits/dim)")
         axes.set_ylabel(f"negative ELBO ({split}, bits/dim)")
         axes.grid(alpha=0.3)
@@ -169,7 +169,7 @@ def plot(rows, records, out, split="test", floor=None):
     figures.save_figure(figure, out)
 
 
-def draw_models(axes, rows, records, labels):
+def _draw_models(axes, rows, records, labels):
     """One kind after another: its seeds, its setting means with error bars, and (``labels``) their strengths,
     GD's above-left and the others' below-right of their points so that neighbouring settings stay readable."""
     for index, family in enumerate(families.all_families()):
