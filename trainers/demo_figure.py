@@ -20,10 +20,16 @@ from gd_bottleneck.training import files
 from tuning.figures import pyplot, save_figure
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A training run's folder (run_config.json + checkpoints/) (required).")
-flags.DEFINE_string("out", None, "Output PNG (default: <model_dir>/demo.png).")
-flags.DEFINE_integer("num", 8, "Images per row, in [1, 16].", lower_bound=1, upper_bound=16)
-flags.DEFINE_integer("seed", 0, "Sampling seed, in [0, 2**31).", lower_bound=0, upper_bound=2**31 - 1)
+
+
+def define_flags():
+    """The command's flags (defined when it runs, not on import: the study's figures import :func:`draw` beside
+    other commands' flags of the same names)."""
+    flags.DEFINE_string("model_dir", None, "A training run's folder (run_config.json + checkpoints/) (required).")
+    flags.DEFINE_string("out", None, "Output PNG (default: <model_dir>/demo.png).")
+    flags.DEFINE_integer("num", 8, "Images per row, in [1, 16].", lower_bound=1, upper_bound=16)
+    flags.DEFINE_integer("seed", 0, "Sampling seed, in [0, 2**31).", lower_bound=0, upper_bound=2**31 - 1)
+
 
 MIN_WIDTH = 64  # pixels per image in the figure
 
@@ -88,6 +94,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (see setup.cfg)."""
+    define_flags()
     cli.run(main)
 
 
