@@ -53,8 +53,27 @@ def test_matched_pairs_take_the_targets_from_gd_and_interpolate_vb_and_wait_for_
     assert low[:2] == ("low", 0.5) and low[3] == 0.06 and high[:2] == ("high", 0.99) and high[3] == 0.09
     assert low[2] == pytest.approx(math.exp(math.log(0.03) + 0.5 * (math.log(0.1) - math.log(0.03))))
     assert report.matched_pairs(rows[1:], "shapes16") is None  # GD p = 0.5 not kept yet
-    assert report.matched_pairs([r for r in rows if r["strength"] != 0.3], "shapes16") is None  # VB stops at 0.08
+    planned = {("gaussian_dropout", 0.5), ("gaussian_dropout", 0.99), ("variational", 0.03), ("variational", 0.1),
+               ("variational", 0.3)}
+    without_vb03 = [r for r in rows if r["strength"] != 0.3]
+    assert report.matched_pairs(without_vb03, "shapes16", planned) is None  # a planned pilot is missing: wait
     assert report.matched_pairs(rows, "photos16") is None
+
+
+def test_a_target_outside_vbs_pilot_range_is_clamped_into_both_arms_ranges():
+    def row(kind, strength, kl):
+        return {"bed": "shapes16", "kind": kind, "strength": strength, "seed": 100, "kl_bpd": kl}
+
+    gd = [row("gaussian_dropout", 0.5, 0.06), row("gaussian_dropout", 0.99, 0.09)]
+    (low, high) = report.matched_pairs(gd + [row("variational", 0.03, 0.04), row("variational", 0.1, 0.08)],
+                                       "shapes16")
+    assert low == ("low", 0.5, pytest.approx(0.03 * (0.1 / 0.03) ** 0.5), 0.06)  # inside both ranges: unchanged
+    # GD's 0.09 is above VB's highest KL 0.08: the target becomes 0.08, VB's beta 0.1 and GD's rate interpolated
+    # on the logit: logit p = 0 + (0.08 - 0.06) / (0.09 - 0.06) * logit(0.99)
+    expected_rate = 1 / (1 + math.exp(-(2 / 3) * math.log(0.99 / 0.01)))
+    assert high == ("high", pytest.approx(expected_rate), pytest.approx(0.1), 0.08)
+    disjoint = gd + [row("variational", 0.03, 0.01), row("variational", 0.1, 0.02)]
+    assert report.matched_pairs(disjoint, "shapes16") is None  # no KL both arms reach
 
 
 # --- the primary analysis (studies/gd_vs_vb_16x16/analysis.py), on numbers whose answers are worked out by hand ---

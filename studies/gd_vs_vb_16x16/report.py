@@ -110,18 +110,13 @@ def pilot_report(rows):
         for (kind, strength), row in sorted(first.items()):
             lines.append(f"  {kind:<17} {strength:<6} KL {row['kl_bpd']:.4f}  elbo {row['elbo_bpd']:.4f}  "
                          f"noise-marginal {row['noise_marginal_bpd']:.4f}  plateau {row['status']}")
-        gd = [(strength, row["kl_bpd"]) for (kind, strength), row in first.items() if kind == GD]
-        vb = [(strength, row["kl_bpd"]) for (kind, strength), row in first.items() if kind == VB]
-        targets = [dict(gd).get(LOW_TARGET_RATE), dict(gd).get(HIGH_TARGET_RATE)]
-        if None in targets or len(vb) < 2:
-            lines.append("  KL targets: not yet (GD p = 0.5 and 0.99 and two VB pilots are needed)")
-        else:
-            for name, kl in zip(("low", "high"), targets):
-                beta = strength_for_kl(vb, VB, kl)
-                rate = strength_for_kl(gd, GD, kl)
-                lines.append(f"  target {name}: KL {kl:.4f}  GD p = {rate if rate is None else round(rate, 4)}  "
-                             f"VB beta = {beta if beta is None else round(beta, 4)}"
-                             + ("" if beta is not None else "  (outside VB's pilot range: PLAN.md 6.1 applies)"))
+        pairs = matched_pairs(rows, bed, planned_pilots(bed))
+        if pairs is None:
+            lines.append("  KL targets: not yet (every seed-100 pilot of the bed is needed, and overlapping KL ranges)")
+        for name, rate, beta, kl in pairs or ():
+            gd_kl = first[(GD, LOW_TARGET_RATE if name == "low" else HIGH_TARGET_RATE)]["kl_bpd"]
+            note = "" if kl == gd_kl else f"  (GD's pilot KL {gd_kl:.4f} is outside VB's range: clamped, PLAN.md 6.1)"
+            lines.append(f"  target {name}: KL {kl:.4f}  GD p = {round(rate, 4)}  VB beta = {round(beta, 4)}{note}")
         for kind, strength in ((GD, LOW_TARGET_RATE), (VB, 0.1)):
             pair = [row for row in kept if (row["kind"], row["strength"]) == (kind, strength)]
             if len(pair) == 2:
@@ -170,19 +165,36 @@ def main_runs(bed, pairs, seeds, baseline_seeds=3):
     return rows
 
 
-def matched_pairs(rows, bed):
+def planned_pilots(bed):
+    """``{(kind, strength)}`` of ``bed``'s seed-100 pilots in pilot.csv: the runs the KL targets wait for."""
+    return {(row["kind"], float(row["strength"])) for row in planned_rows("pilot")
+            if row["bed"] == bed and int(row["seed"]) == 100}
+
+
+def matched_pairs(rows, bed, planned=None):
     """``[(target name, GD rate, VB beta, target KL)]`` of ``bed`` from its seed-100 pilots (PLAN.md 6.1), or None
-    while a pilot it needs is missing or VB's pilot range does not reach a target."""
+    while a pilot of ``planned`` (``{(kind, strength)}``; default: GD p = 0.5 and 0.99 and two VB pilots) is missing.
+
+    Each target is GD's pilot KL at p = 0.5 or 0.99 when both arms' pilots reach it; otherwise the plan's "nearest
+    value inside both arms' ranges": the KL clamped into the overlap of the two arms' pilot KL ranges, with the GD
+    rate then interpolated like the VB beta. None also when the ranges do not overlap (no KL can be matched)."""
     first = {(row["kind"], row["strength"]): row["kl_bpd"] for row in rows
              if row["bed"] == bed and row["seed"] == 100 and row.get("kl_bpd") is not None}
+    gd = [(strength, kl) for (kind, strength), kl in first.items() if kind == GD]
     vb = [(strength, kl) for (kind, strength), kl in first.items() if kind == VB]
+    needed = planned if planned is not None else {(GD, LOW_TARGET_RATE), (GD, HIGH_TARGET_RATE)}
+    if not needed <= set(first) or {(GD, LOW_TARGET_RATE), (GD, HIGH_TARGET_RATE)} - set(first) or len(vb) < 2:
+        return None
+    lowest = max(min(kl for _, kl in gd), min(kl for _, kl in vb))
+    highest = min(max(kl for _, kl in gd), max(kl for _, kl in vb))
+    if lowest > highest:
+        return None
     pairs = []
     for name, rate in (("low", LOW_TARGET_RATE), ("high", HIGH_TARGET_RATE)):
-        kl = first.get((GD, rate))
-        beta = None if kl is None else strength_for_kl(vb, VB, kl)
-        if beta is None:
-            return None
-        pairs.append((name, rate, beta, kl))
+        kl = min(max(first[(GD, rate)], lowest), highest)
+        if kl != first[(GD, rate)]:
+            rate = strength_for_kl(gd, GD, kl)
+        pairs.append((name, rate, strength_for_kl(vb, VB, kl), kl))
     return pairs
 
 
@@ -224,7 +236,7 @@ def main(argv):
         files.write_json_atomically(os.path.join(folder, "main.json"), result)
         lines += main_analysis.answer_lines(result)
     if FLAGS.main_for:
-        pairs = matched_pairs(rows, FLAGS.main_for)
+        pairs = matched_pairs(rows, FLAGS.main_for, planned_pilots(FLAGS.main_for))
         if pairs is None:
             raise app.UsageError(f"--main_for={FLAGS.main_for}: its pilots do not fix both targets yet.")
         lines.append(f"\nmain.csv: {FLAGS.main_for}, {FLAGS.seeds} seeds per pair, written to "
