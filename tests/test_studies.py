@@ -236,3 +236,30 @@ def test_the_figures_read_back_the_runs_csv_the_report_writes(tmp_path):
     assert back[:2] == rows[:2]
     assert isinstance(back[0]["seed"], int) and "steps" not in back[1]  # empty cells are left out
     assert figures.read_runs_csv(str(tmp_path / "missing.csv")) == []
+
+
+def test_one_worker_holds_a_study_run_from_training_to_keeping(tmp_path, monkeypatch):
+    """The runner's lock spans train, evaluate and keep: a second worker neither redoes a run being evaluated nor
+    one kept meanwhile; the trainer's own lock stays free for the holder's training."""
+    import types
+
+    from gd_bottleneck.errors import RunInUse
+    from gd_bottleneck.training.run import exclusive
+    from studies.gd_vs_vb_16x16 import study
+
+    model_dir, target = tmp_path / "run", tmp_path / "kept"
+    monkeypatch.setattr(study, "kept_folder", lambda phase, run: str(target))
+    monkeypatch.setattr(study, "run_config", lambda phase, run, extra: types.SimpleNamespace(model_dir=str(model_dir)))
+    held = []
+    monkeypatch.setattr(study, "_run_held", lambda config, target, run, write: held.append(run["id"]) or "done")
+    with exclusive(str(model_dir), name=".study_lock"):
+        assert study.run_one("pilot", {"id": "a"}, print) == "in use" and held == []  # being evaluated elsewhere
+        with exclusive(str(model_dir)):  # the trainer's lock is another file: the holder can still train
+            pass
+        with pytest.raises(RunInUse, match="running this study run"):
+            with exclusive(str(model_dir), name=".study_lock", doing="running this study run"):
+                pass
+    assert study.run_one("pilot", {"id": "a"}, print) == "done" and held == ["a"]
+    target.mkdir()
+    (target / "study.json").write_text("{}")
+    assert study.run_one("pilot", {"id": "b"}, print) == "done" and held == ["a"]  # kept: nothing redone

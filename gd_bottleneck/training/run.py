@@ -103,18 +103,20 @@ def _check_against_saved_run(config):
 
 
 @contextlib.contextmanager
-def _exclusive(model_dir, chief):
-    """Holds an advisory lock on ``model_dir`` for the run (chief only): two trainers in one folder would overwrite
-    each other's checkpoints. The lock goes away with the process, so a killed run never leaves it held."""
+def exclusive(model_dir, chief=True, name=".lock", doing="training"):
+    """Holds an advisory lock (the file ``name`` in ``model_dir``) for the run (chief only): two trainers in one
+    folder would overwrite each other's checkpoints. The lock goes away with the process, so a killed run never
+    leaves it held. Callers with a longer unit of work (a study's train, evaluate and keep) hold their own ``name``
+    around the trainer's: a flock taken twice in one process through two opens would refuse itself."""
     if not chief:
         yield
         return
     os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, ".lock"), "a") as lock:
+    with open(os.path.join(model_dir, name), "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunInUse(f"Another process is training in `model_dir` {os.path.abspath(model_dir)!r}; wait for "
+            raise RunInUse(f"Another process is {doing} in `model_dir` {os.path.abspath(model_dir)!r}; wait for "
                            "it to finish, or stop it, before rerunning.") from None
         try:
             yield
@@ -215,7 +217,7 @@ def train(config, write=print):
     chief = strategies.is_chief()
     _check_against_saved_run(config)
     run_data = load_run_data(config)
-    with _exclusive(config.model_dir, chief):
+    with exclusive(config.model_dir, chief):
         if chief:
             files.write_json_atomically(os.path.join(config.model_dir, "run_config.json"), config.to_dict())
         return _train_in(config, strategy, chief, run_data, began, write)

@@ -37,6 +37,7 @@ from absl import app, flags
 from gd_bottleneck import cli
 from gd_bottleneck.errors import RunInUse, TrainingDiverged
 from gd_bottleneck.training import checkpoints, files, train
+from gd_bottleneck.training.run import exclusive
 from trainers import evaluate, run_flags
 from tuning import convergence
 
@@ -135,17 +136,30 @@ def keep(config, target, reading):
 
 
 def run_one(phase, run, write, extra=()):
-    """Does whatever the run still needs; returns its state (``"done"``, ``"in use"``, ``"diverged"``)."""
+    """Does whatever the run still needs; returns its state (``"done"``, ``"in use"``, ``"diverged"``).
+
+    One worker holds the run from training to keeping (a lock of its own in the run's folder): the trainer's lock
+    alone ended with training, so a second worker reaching a run whose bounds were still being evaluated took it,
+    evaluated and kept it again."""
     target = kept_folder(phase, run)
     if os.path.exists(os.path.join(target, "study.json")):
         return "done"
     config = run_config(phase, run, extra)
+    try:
+        with exclusive(config.model_dir, name=".study_lock", doing="running this study run"):
+            if os.path.exists(os.path.join(target, "study.json")):  # kept by another worker since the check above
+                return "done"
+            return _run_held(config, target, run, write)
+    except RunInUse:
+        return "in use"
+
+
+def _run_held(config, target, run, write):
+    """:func:`run_one`'s work, with the run held: train, read the plateau, evaluate the bounds, keep."""
     check_bed(config)
     began = time.time()
     try:
         reading = train_and_read(config, write)
-    except RunInUse:
-        return "in use"
     except TrainingDiverged as error:
         write(f"{run['id']}: {error}", flush=True)
         os.makedirs(target, exist_ok=True)
