@@ -22,8 +22,7 @@ import tensorflow as tf
 from absl import app
 
 from gd_bottleneck import cli, data, sampling
-from gd_bottleneck.training import files
-from gd_bottleneck.training.checkpoints import load_trained_model
+from gd_bottleneck.training import checkpoints
 from studies.gd_vs_vb_16x16 import main_analysis, report
 from trainers import demo_figure
 from tuning import curves, families, figures, frontier
@@ -44,11 +43,15 @@ def read_runs_csv(path):
                  for name, value in row.items() if value != ""} for row in csv.DictReader(stream)]
 
 
+def setting_of(row):
+    """A study row's kind, strength and seed as ``tuning`` records name them (the no-bottleneck baseline has no
+    strength)."""
+    return {"kind": row["kind"], "strength": None if row["kind"] == "none" else row["strength"], "seed": row["seed"]}
+
+
 def as_records(rows, evaluation):
-    """Study rows as ``tuning.frontier`` records with ``elbo_bpd`` := ``evaluation`` (the no-bottleneck baseline
-    has no strength)."""
-    return [{"kind": row["kind"], "strength": None if row["kind"] == "none" else row["strength"],
-             "seed": row["seed"], "kl_bpd": row["kl_bpd"], "elbo_bpd": row[evaluation]}
+    """Study rows as ``tuning.frontier`` records with ``elbo_bpd`` := ``evaluation``."""
+    return [{**setting_of(row), "kl_bpd": row["kl_bpd"], "elbo_bpd": row[evaluation]}
             for row in rows if evaluation in row]
 
 
@@ -119,8 +122,7 @@ def frontier_figure(rows, bed, out):
 
 def curves_figure(rows, kept_curves, bed, out):
     """Writes ``bed``'s learning curves; returns ``out``, or None when no run of the bed has a curve."""
-    records = [{"kind": row["kind"], "strength": None if row["kind"] == "none" else row["strength"],
-                "seed": row["seed"], "curve": kept_curves[row["id"]]}
+    records = [{**setting_of(row), "curve": kept_curves[row["id"]]}
                for row in rows if row["bed"] == bed and row["id"] in kept_curves]
     if not records:
         return None
@@ -130,7 +132,7 @@ def curves_figure(rows, kept_curves, bed, out):
 
 def arm_rows(model_dir, originals, seed):
     """One arm's three rows: reconstructions of ``originals`` and two rows of samples, each row sharing a z."""
-    model, _, _ = load_trained_model(model_dir, warn=lambda text: None)
+    model, _, _ = checkpoints.load_trained_model(model_dir, warn=lambda text: None)
     count = len(originals)
     shared = sampling.row_shared_latents(model, seed, 2 * count, count)
     samples = sampling.cached_samples(model, shared, seed).numpy()
@@ -139,9 +141,9 @@ def arm_rows(model_dir, originals, seed):
 
 def figure3(gd_row, vb_row, phase_folder, out):
     """Writes the Figure 3 of one matched pair (seed 0 of each arm); returns ``out``."""
-    config = files.read_json(os.path.join(phase_folder, gd_row["id"], "run_config.json"))
-    originals = data.load_images(config["dataset"], "test", config["image_size"], config.get("data_dir"),
-                                 config.get("manual_dir"))[:FIGURE3_IMAGES]
+    config = checkpoints.run_config_of(os.path.join(phase_folder, gd_row["id"], "run_config.json"))
+    originals = data.load_images(config.dataset, "test", config.image_size, config.data_dir,
+                                 config.manual_dir)[:FIGURE3_IMAGES]
     seed = tf.constant(SAMPLE_SEED, tf.int32)
     rows, labels = [originals], ["test images"]
     for name, row in (("GD", gd_row), ("VB", vb_row)):
