@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from absl import app
 from scipy import stats
 
 from studies.gd_vs_vb_16x16 import report
@@ -41,6 +42,37 @@ def test_the_main_phase_pairs_each_target_per_seed_and_adds_three_seeds_of_basel
     baselines = [row for row in rows if row["kind"] in ("none", "auxiliary_decoder")]
     assert sorted({row["seed"] for row in baselines}) == [0, 1, 2] and len(baselines) == 6
     assert all(row["id"].startswith("m-shapes-") and row["bed"] == "shapes16" for row in rows)
+
+
+def test_the_budget_cut_drops_baselines_not_pair_seeds_and_bad_baselines_are_refused():
+    cut = report.main_runs("photos16", [("low", 0.5, 0.2), ("high", 0.99, 0.18)], seeds=7,
+                           baselines=report.parse_baselines(["none:3", "auxiliary_decoder:0"]))
+    assert len(cut) == 7 * 4 + 3
+    assert {row["kind"] for row in cut} == {"gaussian_dropout", "variational", "none"}
+    assert sorted(row["seed"] for row in cut if row["kind"] == "none") == [0, 1, 2]
+    for bad in ("none", "nothing:3", "none:-1", "none:x"):
+        with pytest.raises(app.UsageError, match="--baselines"):
+            report.parse_baselines([bad])
+
+
+def test_the_detectable_difference_inverts_the_seed_count_and_power_is_read_per_bed():
+    for sd in (0.016, 0.05, 0.2):
+        n = report.seeds_needed(sd, most=1000)
+        assert report.detectable_difference(sd, n) <= 0.03 < report.detectable_difference(sd, n - 1)
+
+    def row(bed, kind, strength, seed, value):
+        return {"bed": bed, "kind": kind, "strength": strength, "seed": seed, "kl_bpd": 0.1,
+                "noise_marginal_bpd": value}
+
+    rows = [row("shapes16", "gaussian_dropout", 0.5, 100, 5.0), row("shapes16", "gaussian_dropout", 0.5, 101, 5.01),
+            row("shapes16", "variational", 0.1, 100, 5.0), row("shapes16", "variational", 0.1, 101, 5.0),
+            row("photos16", "gaussian_dropout", 0.5, 100, 5.0), row("photos16", "gaussian_dropout", 0.5, 101, 5.3),
+            row("photos16", "variational", 0.1, 100, 5.0)]
+    text = "\n".join(report.power_lines(rows, seeds=5))
+    # shapes16's sd (0.01 / sqrt(2) per arm) alone sets its count: photos16's larger spread does not leak into it.
+    assert f"power, shapes16: larger per-arm seed sd {0.01 / math.sqrt(2):.4f}" in text
+    assert f"seeds for 0.03 bits/dim at 5%, 80% power: {report.seeds_needed(0.01)};" in text
+    assert "power, photos16: not yet" in text  # VB's seed 101 missing
 
 
 def test_matched_pairs_take_the_targets_from_gd_and_interpolate_vb_and_wait_for_missing_pilots():
@@ -142,7 +174,7 @@ def _main_rows(gd_minus_vb, seeds=5, bed="shapes16", worsening_seed=None):
 
     offsets = [0.0, 0.004, -0.003, 0.002, -0.001, 0.003][:seeds]
     pairs = [("low", 0.5, 0.04), ("high", 0.99, 0.08)]
-    plan = report.main_runs(bed, pairs, seeds, baseline_seeds=0)
+    plan = report.main_runs(bed, pairs, seeds, baselines=())
     rows = []
     for run in plan:
         target, seed = run["id"].split("-")[2], run["seed"]

@@ -175,7 +175,8 @@ def answer_lines(result):
                          + ("depends on the budget" if item["budget"]["depends_on_budget"] else "stable"))
     for name, values in result["baselines"].items():
         lines.append(f"\nbaseline {name}: " + ", ".join(
-            f"{key} {value['mean']:.4f}" + (f" [{value['low']:.4f}, {value['high']:.4f}]" if value["low"] else "")
+            f"{key} {value['mean']:.4f}"
+            + (f" [{value['low']:.4f}, {value['high']:.4f}]" if value["low"] is not None else "")
             for key, value in values.items()))
     lines.append("")
     for bed, reading in result["verdicts"].items():

@@ -28,6 +28,8 @@ flags.DEFINE_string("main_for", None, "Also write this bed's main runs into main
                     "pilots' matched strengths and --seeds.")
 flags.DEFINE_integer("seeds", 5, "Seeds per matched pair for --main_for (the plan: max(5, n), capped by the budget).",
                      lower_bound=5)
+flags.DEFINE_list("baselines", ["none:3", "auxiliary_decoder:3"], "Baselines for --main_for as KIND:SEEDS (the plan: "
+                  "3 seeds each; section 9 cuts them before pair seeds when the budget is short).")
 
 STUDY = os.path.dirname(os.path.abspath(__file__))
 BOUNDS = ("elbo_bpd", "iwae_bpd", "noise_marginal_bpd", "kl_bpd")
@@ -126,32 +128,52 @@ def pilot_report(rows):
     return lines
 
 
-def power_lines(rows):
-    """The number of seeds (PLAN.md 6.2) from the largest per-arm seed sd of the primary evaluation."""
-    sds = []
-    for bed in {row["bed"] for row in rows}:
+def detectable_difference(sd_difference, seeds, alpha=ALPHA, power=POWER):
+    """The difference (bits/dim) a two-sided paired t-test at ``alpha`` detects with ``power`` from ``seeds`` pairs,
+    by the same formula as :func:`seeds_needed`: what a seed count capped by the budget still resolves."""
+    return (stats.t.ppf(1 - alpha / 2, seeds - 1) + stats.t.ppf(power, seeds - 1)) * sd_difference / math.sqrt(seeds)
+
+
+def power_lines(rows, seeds=None):
+    """Per bed, the number of seeds (PLAN.md 6.2) from the larger per-arm seed sd of the primary evaluation (GD p = 0.5
+    and VB beta = 0.1 at seeds 100 and 101), and the difference ``seeds`` pairs detect. Beside it, exploratory: the
+    sd of the two seeds' GD - VB differences (those two settings are not a matched pair)."""
+    lines = []
+    for bed in sorted({row["bed"] for row in rows}):
+        by_seed = {}
         for kind, strength in ((GD, LOW_TARGET_RATE), (VB, 0.1)):
-            pair = [row["noise_marginal_bpd"] for row in rows
-                    if (row["bed"], row["kind"], row["strength"]) == (bed, kind, strength) and "kl_bpd" in row]
-            if len(pair) == 2:
-                sds.append(abs(pair[0] - pair[1]) / math.sqrt(2))
-    if not sds:
-        return ["\npower: not yet (needs the seed-101 pilots)"]
-    sd_difference = math.sqrt(2) * max(sds)
-    return [f"\npower: largest per-arm seed sd {max(sds):.4f} (of {len(sds)} pairs), sd of a paired difference "
-            f"<= {sd_difference:.4f}; seeds for {DETECTABLE_BPD} bits/dim at 5%, 80% power: "
-            f"{seeds_needed(sd_difference)}; with the 8x8 study's paired sd 0.016: {seeds_needed(0.016)}"]
+            for row in rows:
+                if (row["bed"], row["kind"], row["strength"]) == (bed, kind, strength) and "kl_bpd" in row:
+                    by_seed.setdefault(row["seed"], {})[kind] = row["noise_marginal_bpd"]
+        if len(by_seed) != 2 or any(len(arms) != 2 for arms in by_seed.values()):
+            lines.append(f"\npower, {bed}: not yet (needs both arms' seed-101 pilots)")
+            continue
+        first, second = by_seed.values()
+        arm_sd = max(abs(first[kind] - second[kind]) / math.sqrt(2) for kind in (GD, VB))
+        sd_difference = math.sqrt(2) * arm_sd
+        needed = seeds_needed(sd_difference)
+        lines.append(f"\npower, {bed}: larger per-arm seed sd {arm_sd:.4f}, sd of a paired difference <= "
+                     f"{sd_difference:.4f}; seeds for {DETECTABLE_BPD} bits/dim at 5%, 80% power: "
+                     f"{needed or 'more than 100'}; with the 8x8 study's paired sd 0.016: {seeds_needed(0.016)}")
+        if seeds:
+            detectable = detectable_difference(sd_difference, seeds)
+            lines.append(f"  with {seeds} seeds a paired t-test at 5% detects {detectable:.3f} bits/dim with 80% power")
+        paired_sd = abs((first[GD] - first[VB]) - (second[GD] - second[VB])) / math.sqrt(2)
+        lines.append(f"  exploratory: sd of the pilots' paired GD - VB difference {paired_sd:.4f} (2 seeds); with it "
+                     f"{seeds_needed(paired_sd) or 'more than 100'} seeds" + (
+                         f", and {seeds} seeds detect {detectable_difference(paired_sd, seeds):.3f}" if seeds else ""))
+    return lines
 
 
 BED_TAGS = {"shapes16": "shapes", "photos16": "photos"}
-BASELINES = (("none", 0.0), ("auxiliary_decoder", 1.0))
+BASELINE_WEIGHTS = {"none": 0.0, "auxiliary_decoder": 1.0}  # the strength column of a baseline run
 
 
-def main_runs(bed, pairs, seeds, baseline_seeds=3):
+def main_runs(bed, pairs, seeds, baselines=(("none", 3), ("auxiliary_decoder", 3))):
     """The main phase's runs of ``bed`` (PLAN.md section 7), as main.csv rows: for each seed (seed-major, so that a
     phase stopped part-way has every setting at its first seeds), each matched pair ``(target name, GD rate, VB
-    beta)`` of ``pairs`` as two adjacent runs, then the no-bottleneck and auxiliary-decoder baselines for the first
-    ``baseline_seeds`` seeds."""
+    beta)`` of ``pairs`` as two adjacent runs, then each baseline ``(kind, seeds)`` of ``baselines`` for its first
+    seeds (the plan's 3; section 9 cuts baselines before pair seeds when the budget is short)."""
     tag, rows = BED_TAGS[bed], []
     for seed in range(seeds):
         for target, rate, beta in pairs:
@@ -159,10 +181,22 @@ def main_runs(bed, pairs, seeds, baseline_seeds=3):
                          "strength": f"{rate:.4g}", "seed": seed})
             rows.append({"id": f"m-{tag}-{target}-vb{beta:.4g}-s{seed}", "bed": bed, "kind": VB,
                          "strength": f"{beta:.4g}", "seed": seed})
-        if seed < baseline_seeds:
-            rows += [{"id": f"m-{tag}-{kind}-s{seed}", "bed": bed, "kind": kind, "strength": f"{weight:g}",
-                      "seed": seed} for kind, weight in BASELINES]
+        rows += [{"id": f"m-{tag}-{kind}-s{seed}", "bed": bed, "kind": kind,
+                  "strength": f"{BASELINE_WEIGHTS[kind]:g}", "seed": seed}
+                 for kind, count in baselines if seed < count]
     return rows
+
+
+def parse_baselines(entries):
+    """``["none:3", "auxiliary_decoder:0"]`` -> ``[("none", 3), ("auxiliary_decoder", 0)]``, checked."""
+    parsed = []
+    for entry in entries:
+        kind, _, count = entry.partition(":")
+        if kind not in BASELINE_WEIGHTS or not count.isdigit():
+            raise app.UsageError(f"Flag --baselines takes KIND:SEEDS with KIND in {sorted(BASELINE_WEIGHTS)} and "
+                                 f"SEEDS >= 0. Received: {entry!r}")
+        parsed.append((kind, int(count)))
+    return parsed
 
 
 def planned_pilots(bed):
@@ -198,14 +232,14 @@ def matched_pairs(rows, bed, planned=None):
     return pairs
 
 
-def write_main_csv(bed, pairs, seeds):
+def write_main_csv(bed, pairs, seeds, baselines):
     """Adds ``bed``'s main runs (:func:`main_runs`) to the study's main.csv, keeping other beds' rows."""
     path = os.path.join(STUDY, "main.csv")
     kept = []
     if os.path.exists(path):
         with open(path) as stream:
             kept = [row for row in csv.DictReader(stream) if row["bed"] != bed]
-    write_csv(kept + main_runs(bed, [pair[:3] for pair in pairs], seeds), path)
+    write_csv(kept + main_runs(bed, [pair[:3] for pair in pairs], seeds, baselines), path)
     return path
 
 
@@ -227,7 +261,7 @@ def main(argv):
     write_csv(rows, os.path.join(folder, "runs.csv"))
     lines = [f"{len(rows)} kept runs of phase {phase} (results/{phase}/runs.csv)"]
     if phase == "pilot":
-        lines += pilot_report(rows) + power_lines(rows)
+        lines += pilot_report(rows) + power_lines(rows, FLAGS.seeds if FLAGS.main_for else None)
         costs = [row["wall_time_s"] for row in rows if "wall_time_s" in row]
         lines.append(f"\nper-run training wall time: median {np.median(costs) / 60:.1f} min over {len(costs)} runs "
                      "(RUNLOG.md lists pauses included in some)")
@@ -239,8 +273,11 @@ def main(argv):
         pairs = matched_pairs(rows, FLAGS.main_for, planned_pilots(FLAGS.main_for))
         if pairs is None:
             raise app.UsageError(f"--main_for={FLAGS.main_for}: its pilots do not fix both targets yet.")
-        lines.append(f"\nmain.csv: {FLAGS.main_for}, {FLAGS.seeds} seeds per pair, written to "
-                     f"{os.path.relpath(write_main_csv(FLAGS.main_for, pairs, FLAGS.seeds), STUDY)}")
+        baselines = parse_baselines(FLAGS.baselines)
+        path = write_main_csv(FLAGS.main_for, pairs, FLAGS.seeds, baselines)
+        lines.append(f"\nmain.csv: {FLAGS.main_for}, {FLAGS.seeds} seeds per pair, baselines "
+                     f"{', '.join(f'{kind} {count} seeds' for kind, count in baselines)}, written to "
+                     f"{os.path.relpath(path, STUDY)}")
     text = "\n".join(lines)
     print(text)
     files.write_text_atomically(os.path.join(folder, f"{phase}.txt"), text + "\n")
