@@ -68,11 +68,12 @@ def test_the_detectable_difference_inverts_the_seed_count_and_power_is_read_per_
             row("shapes16", "variational", 0.1, 100, 5.0), row("shapes16", "variational", 0.1, 101, 5.0),
             row("photos16", "gaussian_dropout", 0.5, 100, 5.0), row("photos16", "gaussian_dropout", 0.5, 101, 5.3),
             row("photos16", "variational", 0.1, 100, 5.0)]
-    text = "\n".join(report.power_lines(rows, seeds=5))
+    text = "\n".join(report.power_lines(rows, {"shapes16": 5}))
     # shapes16's sd (0.01 / sqrt(2) per arm) alone sets its count: photos16's larger spread does not leak into it.
     assert f"power, shapes16: larger per-arm seed sd {0.01 / math.sqrt(2):.4f}" in text
     assert f"seeds for 0.03 bits/dim at 5%, 80% power: {report.seeds_needed(0.01)};" in text
     assert "power, photos16: not yet" in text  # VB's seed 101 missing
+    assert f"with 5 seeds a paired t-test at 5% detects {report.detectable_difference(0.01, 5):.3f}" in text
 
 
 def test_matched_pairs_take_the_targets_from_gd_and_interpolate_vb_and_wait_for_missing_pilots():

@@ -134,9 +134,10 @@ def detectable_difference(sd_difference, seeds, alpha=ALPHA, power=POWER):
     return (stats.t.ppf(1 - alpha / 2, seeds - 1) + stats.t.ppf(power, seeds - 1)) * sd_difference / math.sqrt(seeds)
 
 
-def power_lines(rows, seeds=None):
+def power_lines(rows, planned_seeds=None):
     """Per bed, the number of seeds (PLAN.md 6.2) from the larger per-arm seed sd of the primary evaluation (GD p = 0.5
-    and VB beta = 0.1 at seeds 100 and 101), and the difference ``seeds`` pairs detect. Beside it, exploratory: the
+    and VB beta = 0.1 at seeds 100 and 101), and the difference the bed's seeds detect (``planned_seeds``:
+    ``{bed: seeds}``). Beside it, exploratory: the
     sd of the two seeds' GD - VB differences (those two settings are not a matched pair)."""
     lines = []
     for bed in sorted({row["bed"] for row in rows}):
@@ -151,7 +152,7 @@ def power_lines(rows, seeds=None):
         first, second = by_seed.values()
         arm_sd = max(abs(first[kind] - second[kind]) / math.sqrt(2) for kind in (GD, VB))
         sd_difference = math.sqrt(2) * arm_sd
-        needed = seeds_needed(sd_difference)
+        needed, seeds = seeds_needed(sd_difference), (planned_seeds or {}).get(bed)
         lines.append(f"\npower, {bed}: larger per-arm seed sd {arm_sd:.4f}, sd of a paired difference <= "
                      f"{sd_difference:.4f}; seeds for {DETECTABLE_BPD} bits/dim at 5%, 80% power: "
                      f"{needed or 'more than 100'}; with the 8x8 study's paired sd 0.016: {seeds_needed(0.016)}")
@@ -261,7 +262,7 @@ def main(argv):
     write_csv(rows, os.path.join(folder, "runs.csv"))
     lines = [f"{len(rows)} kept runs of phase {phase} (results/{phase}/runs.csv)"]
     if phase == "pilot":
-        lines += pilot_report(rows) + power_lines(rows, FLAGS.seeds if FLAGS.main_for else None)
+        lines += pilot_report(rows) + power_lines(rows, {FLAGS.main_for: FLAGS.seeds})
         costs = [row["wall_time_s"] for row in rows if "wall_time_s" in row]
         lines.append(f"\nper-run training wall time: median {np.median(costs) / 60:.1f} min over {len(costs)} runs "
                      "(RUNLOG.md lists pauses included in some)")
