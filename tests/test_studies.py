@@ -247,6 +247,25 @@ def test_the_frontier_figure_draws_every_evaluation_from_kept_rows(tmp_path):
         assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_frontier_is_framed_on_the_points_and_says_when_an_interval_runs_off_it():
+    from studies.gd_vs_vb_16x16 import figures
+    from tuning import frontier
+
+    plt = figures.figures.pyplot()
+    # Two seeds: the t-interval's half-width is 12.7 x sd / sqrt(2), far wider than the points' spread.
+    records = [{"kind": "variational", "strength": 0.1, "seed": s, "kl_bpd": kl, "elbo_bpd": bound}
+               for s, kl, bound in ((0, 0.15, 5.10), (1, 0.24, 5.21))]
+    records.append({"kind": "variational", "strength": 0.03, "seed": 0, "kl_bpd": 0.12, "elbo_bpd": 4.93})
+    settings = frontier.aggregate(records)
+    figure, panel = plt.subplots()
+    assert figures._frame_on_points(panel, records, settings)
+    low, high = panel.get_ylim()
+    assert low < 4.93 and high > 5.21 and high - low < 0.5  # every point inside, the bars' 1.4 bits/dim not
+    single = [r for r in records if r["strength"] == 0.03]
+    assert not figures._frame_on_points(panel, single, frontier.aggregate(single))  # one seed: no interval
+    plt.close(figure)
+
+
 def test_the_lower_envelope_keeps_the_settings_no_other_beats_on_both_axes():
     from studies.gd_vs_vb_16x16 import figures
 

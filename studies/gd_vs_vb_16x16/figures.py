@@ -88,11 +88,29 @@ def _draw_family(panel, kind, settings, records, style):
                            color=color, xytext=(5, -10), textcoords="offset points")
 
 
+def _frame_on_points(panel, records, settings, margin=0.08):
+    """Frames ``panel`` on the seeds and the setting means, so that a few-seed interval (t(0.975, 1) = 12.7 with
+    two seeds) cannot shrink the points to a corner; returns whether any interval runs off the frame."""
+    if not records:
+        return False
+    clipped = False
+    for key, axis in (("kl_bpd", "x"), ("elbo_bpd", "y")):
+        values = [r[key] for r in records] + [row[f"{key}_mean"] for row in settings]
+        low, high = min(values), max(values)
+        pad = margin * (high - low) or 0.01
+        low, high = low - pad, high + pad
+        getattr(panel, f"set_{axis}lim")(low, high)
+        clipped = clipped or any(row[f"{key}_mean"] - row[f"{key}_ci95"] < low
+                                 or row[f"{key}_mean"] + row[f"{key}_ci95"] > high
+                                 for row in settings if not math.isnan(row[f"{key}_ci95"]))
+    return clipped
+
+
 def frontier_figure(rows, bed, out):
     """Writes ``bed``'s frontier (module docstring); returns ``out``."""
     plt = figures.pyplot()
     figure, panels = plt.subplots(1, len(EVALUATIONS), figsize=(16.5, 5.4), dpi=110)
-    mine = [row for row in rows if row["bed"] == bed]
+    mine, clipped = [row for row in rows if row["bed"] == bed], False
     for panel, (evaluation, title) in zip(panels, EVALUATIONS):
         records = as_records(mine, evaluation)
         settings = frontier.aggregate(records)
@@ -108,13 +126,15 @@ def frontier_figure(rows, bed, out):
                 panel.plot(*means, color="grey", linestyle=":", linewidth=1.2)
                 panel.annotate(f"matched pair, target {target}", (sum(means[0]) / 2, sum(means[1]) / 2), fontsize=7,
                                color="grey", xytext=(4, 4), textcoords="offset points")
+        clipped = _frame_on_points(panel, records, settings) or clipped
         panel.set_xlabel("VAE KL (bits/dim)")
         panel.set_ylabel(f"{evaluation} (bits/dim)")
         panel.set_title(title, fontsize=10)
         panel.grid(alpha=0.3)
     panels[0].legend(fontsize=7)
     figure.suptitle(f"{bed}: bound against VAE KL, first 2,000 test images (lower right is better; bars: 95% "
-                    "t-intervals over seeds; labels: p or beta)", fontsize=10)
+                    "t-intervals over seeds" + ("; a bar running off the frame is wider than it" if clipped else "")
+                    + "; labels: p or beta)", fontsize=10)
     figure.tight_layout()
     figures.save_figure(figure, out)
     return out
