@@ -1,4 +1,5 @@
-"""The 16x16 study's pure helpers: matching strengths to a KL target, and the number of seeds the plan asks for."""
+"""The studies' pure helpers: the 16x16 study's strength matching, seed counts, answer and figures, and the 8x8
+study's review."""
 
 import math
 
@@ -315,3 +316,28 @@ def test_one_worker_holds_a_study_run_from_training_to_keeping(tmp_path, monkeyp
     target.mkdir()
     (target / "study.json").write_text("{}")
     assert study.run_one("pilot", {"id": "b"}, print) == "done" and held == ["a"]  # kept: nothing redone
+
+
+# --- the review of the 8x8 study (studies/figure2_8x8/review.py) ---
+
+def test_the_review_reads_where_a_curve_bottoms_out_and_whether_it_got_worse():
+    from studies.figure2_8x8 import review
+
+    def curve(values):
+        return [{"step": 100 * (i + 1), "elbo_bpd": v} for i, v in enumerate(values)]
+
+    still_learning = review.curve_reading(curve([6.0, 5.8, 5.7, 5.65, 5.62, 5.60]))
+    # Half of 600 steps is step 300 (value 5.7): 0.10 bits/dim of improvement over the last half, minimum last.
+    assert still_learning["min_at_last"] and still_learning["last_half_improvement"] == pytest.approx(0.10)
+    worse = review.curve_reading(curve([6.0, 5.5, 5.52, 5.53, 5.54, 5.53]))
+    assert worse["min_step"] == 200 and not worse["min_at_last"]
+    assert worse["rise_after_min"] == pytest.approx(0.03)  # the plateau rule of the 16x16 study calls this worsening
+
+
+def test_the_review_sign_test_cannot_go_below_a_quarter_with_three_seeds():
+    from studies.figure2_8x8 import review
+
+    assert review.sign_test_p([-0.1, -0.2, -0.3]) == pytest.approx(0.25)  # 2 x (1/2)^3
+    assert review.sign_test_p([-0.1, 0.2, -0.3, 0.0]) == pytest.approx(1.0)  # the zero is dropped; 1 of 3 up
+    line = review.paired("a - b", [1.0, 2.0, 3.5], [1.1, 2.2, 3.6])
+    assert f"paired t p = {stats.ttest_rel([1.0, 2.0, 3.5], [1.1, 2.2, 3.6]).pvalue:.3f}" in line
