@@ -284,6 +284,7 @@ def test_the_figures_read_back_the_runs_csv_the_report_writes(tmp_path):
 
     rows, _ = _main_rows({"low": -0.04, "high": 0.03}, seeds=2)
     rows[0]["steps"] = 3500
+    rows[0]["cpu"] = "Intel(R) Xeon(R) Platinum 8480C, rev 2"  # a comma inside a field is quoted, not a new column
     report.write_csv(rows, str(tmp_path / "runs.csv"))
     back = figures.read_runs_csv(str(tmp_path / "runs.csv"))
     assert back[:2] == rows[:2]

@@ -37,7 +37,7 @@ def read_runs_csv(path):
     """``report.py``'s runs.csv as rows of numbers (empty cells left out; missing file: no rows)."""
     if not os.path.exists(path):
         return []
-    text = {"id", "bed", "kind", "status"}
+    text = {"id", "bed", "kind", "status", "cpu"}
     with open(path) as stream:
         return [{name: value if name in text else (int(value) if name in ("seed", "steps", "epochs") else float(value))
                  for name, value in row.items() if value != ""} for row in csv.DictReader(stream)]

@@ -7,10 +7,12 @@ section 7 (``main_analysis``).
 
 Each kept run (``results/<phase>/<id>/``) gives one row: its setting (from the phase's CSV), steps, the plateau
 reading (``study.json``), the four bounds on the first 2,000 test images (``bounds.json``), the paper's test ELBO
-and KL on the whole test split (``results.json``) and its wall time.
+and KL on the whole test split (``results.json``) and its wall time with the CPU that made it (runs kept before
+the machine was recorded say where RUNLOG.md tells it).
 """
 
 import csv
+import io
 import json
 import math
 import os
@@ -61,7 +63,8 @@ def kept_rows(phase):
                        change_last_quarter_bpd=study["change_last_quarter_bpd"],
                        **{name: entry["means"][name]["mean"] for name in BOUNDS},
                        test_elbo_bpd=results["test_elbo_bpd"], test_kl_bpd=results["test_kl_bpd"],
-                       wall_time_s=results["wall_time_s"])
+                       wall_time_s=results["wall_time_s"],
+                       cpu=study.get("machine", {}).get("cpu", "not recorded (RUNLOG.md)"))
         rows.append(row)
     return rows
 
@@ -245,10 +248,14 @@ def write_main_csv(bed, pairs, seeds, baselines):
 
 
 def write_csv(rows, path):
+    """One line per row, columns in order of first appearance; a missing or None value is an empty field (quoted
+    where a value holds a comma: a CPU's model name may)."""
     names = list(dict.fromkeys(name for row in rows for name in row))
-    lines = [",".join(names)] + [",".join("" if row.get(name) is None else str(row[name]) for name in names)
-                                 for row in rows]
-    files.write_text_atomically(path, "\n".join(lines) + "\n")
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows(["" if row.get(name) is None else row[name] for name in names] for row in rows)
+    files.write_text_atomically(path, stream.getvalue())
 
 
 def main(argv):

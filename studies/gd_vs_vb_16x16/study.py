@@ -15,7 +15,8 @@ trainer's lock on its folder) or that is done. For each run (PLAN.md):
 3. the bounds (trainers.evaluate: K = 16, S = 16, the first 2,000 test images, evaluation seed 0);
 4. keep: copy the run's small files and its final weights (a model-only checkpoint, so the kept folder is itself a
    run folder that ``trainers.evaluate`` and ``trainers.sample`` can load) into ``results/<phase>/<id>/``, and write
-   ``study.json`` there (the plateau reading, epochs, wall time, the commit of the code that made it).
+   ``study.json`` there (the plateau reading, epochs, wall time, the commit of the code that made it, and the machine:
+   CPU model and library versions).
 
 ``--home`` is the checkout that receives ``runs/`` and ``results/``; by default the one holding this code. run.sh
 runs the code of a commit from a worktree of its own (``runs/gd_vs_vb_16x16/code/<commit>``) with ``--home`` this
@@ -36,7 +37,7 @@ from absl import app, flags
 
 from gd_bottleneck import cli
 from gd_bottleneck.errors import RunInUse, TrainingDiverged
-from gd_bottleneck.training import checkpoints, files, train
+from gd_bottleneck.training import checkpoints, files, machine, train
 from gd_bottleneck.training.run import exclusive
 from trainers import evaluate, run_flags
 from tuning import convergence
@@ -168,6 +169,7 @@ def _run_held(config, target, run, write):
     evaluate.evaluate_run(config.model_dir, Z_SAMPLES, NOISE_SAMPLES, max_images=BOUND_IMAGES,
                           write=lambda text, flush=False: write(text, flush=True))
     reading["session_wall_time_s"] = round(time.time() - began, 1)
+    reading["machine"] = machine.describe()  # what the wall times were measured on (sessions get different CPUs)
     keep(config, target, reading)
     write(f"{run['id']}: kept in {os.path.relpath(target, home())} ({json.dumps(reading)})", flush=True)
     return "done"
