@@ -36,7 +36,7 @@ import time
 from absl import app, flags
 
 from gd_bottleneck import cli
-from gd_bottleneck.errors import RunInUse, TrainingDiverged
+from gd_bottleneck.errors import RunInUse, TrainingDiverged, TrainingInterrupted
 from gd_bottleneck.training import checkpoints, files, machine, train
 from gd_bottleneck.training.run import exclusive
 from trainers import evaluate, run_flags
@@ -199,7 +199,11 @@ def main(argv):
     def write(text, flush=False):
         print(text, flush=flush)
 
-    states = {run["id"]: run_one(phase, run, write, extra) for run in order}
+    try:
+        states = {run["id"]: run_one(phase, run, write, extra) for run in order}
+    except TrainingInterrupted as stop:  # SIGTERM/SIGINT: not an error, the checkpoint is saved and a rerun resumes
+        print(f"worker {worker}: {stop}", file=sys.stderr, flush=True)
+        sys.exit(130)
     print(f"worker {worker}: " + ", ".join(f"{state}: {list(states.values()).count(state)}"
                                                  for state in sorted(set(states.values()))), flush=True)
 
