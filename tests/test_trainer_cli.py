@@ -189,6 +189,28 @@ def test_the_demo_figure_shows_data_reconstructions_and_samples_large_enough_to_
     np.testing.assert_array_equal(strip[:8, :8], np.broadcast_to(strip[0, 0], (8, 8, 3)))  # one source pixel
 
 
+def test_labelled_figures_draw_each_strip_pixel_for_pixel_beside_labels_and_under_a_title_that_fits():
+    """The figure keeps every image at least 64 pixels wide in the PNG (matplotlib's tight_layout had shrunk the
+    strips to make room for the labels: 8 images of 16 pixels came out 55 pixels wide)."""
+    from trainers import demo_figure
+
+    rows = [np.random.default_rng(row).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8) for row in range(3)]
+    labels = ["test images", "GD samples, another z", "x"]
+    title = "a caption line much longer than the strips, " * 4 + "\nand a second line"
+    figure, axes, strips = demo_figure.layout(rows, labels, title)
+    renderer = figure.canvas.get_renderer()
+    for axis, strip in zip(axes, strips):
+        box = axis.get_window_extent(renderer)
+        assert (round(box.width), round(box.height)) == (strip.shape[1], strip.shape[0])  # one pixel per pixel
+        assert box.x0 >= axis.yaxis.label.get_window_extent(renderer).x1  # the label stays left of its strip
+    assert strips[0].shape[0] == 64 and strips[0].shape[1] >= 8 * 64
+    import matplotlib.text
+    (title_text,) = [text for text in figure.findobj(matplotlib.text.Text) if text.get_text() == title]
+    title_box = title_text.get_window_extent(renderer)
+    assert 0 <= title_box.x0 and title_box.x1 <= figure.bbox.width  # the title is not clipped
+    demo_figure.pyplot().close(figure)
+
+
 def test_sample_cli_writes_a_png_grid(runs):
     done = runs["sample"].assert_succeeded()
     out = os.path.join(os.path.dirname(runs["uninterrupted"].model_dir), "grid", "samples.png")

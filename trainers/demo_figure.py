@@ -60,20 +60,52 @@ def upscaled(images, factor):
     return np.concatenate([part for image in big for part in (image, gap)][:-1], axis=1)
 
 
-def draw(rows, labels, title, out):
-    """Writes the figure: one labelled image row per entry of ``rows`` (uint8 ``[N, H, W, 3]`` each)."""
+GAP, LINE, FONT = 10, 14, 9  # pixels between rows and around the text, pixels per title line; font size (points)
+
+
+def text_width(plt, text):
+    """The width in pixels (at 100 dpi) of the widest line of ``text`` in the figures' font."""
+    figure = plt.figure(dpi=100)
+    renderer = figure.canvas.get_renderer()
+    width = max(figure.text(0, 0, line, fontsize=FONT).get_window_extent(renderer=renderer).width
+                for line in text.split("\n"))
+    plt.close(figure)
+    return width
+
+
+def layout(rows, labels, title):
+    """The figure of :func:`draw`, laid out in pixels (100 dpi): each row's strip is drawn at its own size, one
+    figure pixel per strip pixel, so that an image upscaled to 64 pixels stays 64 pixels wide in the PNG
+    (``tight_layout`` would shrink the strips to make room for the labels). Returns ``(figure, axes, strips)``."""
     plt = pyplot()
     height, width = rows[0].shape[1:3]
     factor = max(1, -(-MIN_WIDTH // width))
     strips = [upscaled(row, factor) for row in rows]
-    inches = strips[0].shape[1] / 100 + 1.6, sum(strip.shape[0] for strip in strips) / 100 + 1.0
-    figure, axes = plt.subplots(len(strips), 1, figsize=inches, dpi=100, squeeze=False)
-    for axis, strip, label in zip(axes[:, 0], strips, labels):
-        axis.imshow(strip, interpolation="nearest")
+    title_height = LINE * (title.count("\n") + 1) + 2 * GAP
+    label_width = max(text_width(plt, label) for label in labels) + 2 * GAP
+    strips_width = max(strip.shape[1] for strip in strips)
+    total_width = max(label_width + strips_width + GAP, text_width(plt, title) + 2 * GAP)
+    total_height = title_height + sum(strip.shape[0] + GAP for strip in strips)
+    figure = plt.figure(figsize=(total_width / 100, total_height / 100), dpi=100)
+    axes, top = [], total_height - title_height
+    for strip, label in zip(strips, labels):
+        strip_height, strip_width = strip.shape[:2]
+        top -= strip_height
+        axis = figure.add_axes((label_width / total_width, top / total_height, strip_width / total_width,
+                                strip_height / total_height))
+        top -= GAP
+        axis.imshow(strip, interpolation="nearest", aspect="auto")
         axis.set_xticks([]), axis.set_yticks([])
-        axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
+        axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=FONT)
+        axes.append(axis)
+    figure.suptitle(title, fontsize=FONT, y=1 - GAP / total_height, va="top")
+    return figure, axes, strips
+
+
+def draw(rows, labels, title, out):
+    """Writes the figure: one labelled image row per entry of ``rows`` (uint8 ``[N, H, W, 3]`` each), each image
+    at least :data:`MIN_WIDTH` pixels wide."""
+    figure, _, _ = layout(rows, labels, title)
     save_figure(figure, out)
 
 
