@@ -292,6 +292,19 @@ def test_the_figures_read_back_the_runs_csv_the_report_writes(tmp_path):
     assert figures.read_runs_csv(str(tmp_path / "missing.csv")) == []
 
 
+def test_progress_counts_kept_runs_per_bed_and_times_per_cpu():
+    plan = [{"bed": "shapes16"}] * 3 + [{"bed": "photos16"}] * 2
+    rows = [{"bed": "shapes16", "status": "improving", "wall_time_s": 600.0, "cpu": "A"},
+            {"bed": "shapes16", "status": "worsening", "wall_time_s": 1200.0, "cpu": "A"},
+            {"bed": "shapes16", "status": "diverged"},  # a diverged run has no wall time
+            {"bed": "photos16", "status": "plateau", "wall_time_s": 60.0, "cpu": "B, rev 2"}]
+    lines = report.progress_lines(rows, plan)
+    assert "shapes16: 3 of 3 planned runs kept; plateau readings: diverged 1, improving 1, worsening 1" in lines
+    assert "photos16: 1 of 2 planned runs kept; plateau readings: plateau 1" in lines
+    assert any(line.startswith("per-run training wall time, A: median 15.0 min over 2 runs") for line in lines)
+    assert any(line.startswith("per-run training wall time, B, rev 2: median 1.0 min over 1 runs") for line in lines)
+
+
 def test_one_worker_holds_a_study_run_from_training_to_keeping(tmp_path, monkeypatch):
     """The runner's lock spans train, evaluate and keep: a second worker neither redoes a run being evaluated nor
     one kept meanwhile; the trainer's own lock stays free for the holder's training."""

@@ -11,6 +11,7 @@ and KL on the whole test split (``results.json``) and its wall time with the CPU
 the machine was recorded say where RUNLOG.md tells it).
 """
 
+import collections
 import csv
 import io
 import json
@@ -64,7 +65,7 @@ def kept_rows(phase):
                        **{name: entry["means"][name]["mean"] for name in BOUNDS},
                        test_elbo_bpd=results["test_elbo_bpd"], test_kl_bpd=results["test_kl_bpd"],
                        wall_time_s=results["wall_time_s"],
-                       cpu=study.get("machine", {}).get("cpu", "not recorded (RUNLOG.md)"))
+                       cpu=study.get("machine", {}).get("cpu", "CPU not recorded (RUNLOG.md)"))
         rows.append(row)
     return rows
 
@@ -247,6 +248,27 @@ def write_main_csv(bed, pairs, seeds, baselines):
     return path
 
 
+def progress_lines(rows, plan_rows):
+    """How far the phase is: kept of planned runs per bed, the plateau readings (PLAN.md 4), and the median training
+    wall time per CPU model (sessions run on different machines; RUNLOG.md lists pauses included in some)."""
+    lines = [""]
+    for bed in dict.fromkeys(row["bed"] for row in plan_rows):
+        kept = [row for row in rows if row["bed"] == bed]
+        planned = sum(row["bed"] == bed for row in plan_rows)
+        readings = collections.Counter(row["status"] for row in kept)
+        lines.append(f"{bed}: {len(kept)} of {planned} planned runs kept" + (
+            "; plateau readings: " + ", ".join(f"{status} {count}" for status, count in sorted(readings.items()))
+            if kept else ""))
+    by_cpu = collections.defaultdict(list)
+    for row in rows:
+        if "wall_time_s" in row:
+            by_cpu[row["cpu"]].append(row["wall_time_s"])
+    for cpu, costs in by_cpu.items():
+        lines.append(f"per-run training wall time, {cpu}: median {np.median(costs) / 60:.1f} min over "
+                     f"{len(costs)} runs (one core each, two runs at a time; RUNLOG.md lists pauses in some)")
+    return lines
+
+
 def write_csv(rows, path):
     """One line per row, columns in order of first appearance; a missing or None value is an empty field (quoted
     where a value holds a comma: a CPU's model name may)."""
@@ -270,9 +292,7 @@ def main(argv):
     lines = [f"{len(rows)} kept runs of phase {phase} (results/{phase}/runs.csv)"]
     if phase == "pilot":
         lines += pilot_report(rows) + power_lines(rows, {FLAGS.main_for: FLAGS.seeds})
-        costs = [row["wall_time_s"] for row in rows if "wall_time_s" in row]
-        lines.append(f"\nper-run training wall time: median {np.median(costs) / 60:.1f} min over {len(costs)} runs "
-                     "(RUNLOG.md lists pauses included in some)")
+    lines += progress_lines(rows, planned_rows(phase))
     if phase == "main":
         result = main_analysis.answer(rows, planned_rows(phase), kept_curves(rows, folder))
         files.write_json_atomically(os.path.join(folder, "main.json"), result)
