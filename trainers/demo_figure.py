@@ -63,12 +63,12 @@ def upscaled(images, factor):
 GAP, LINE, FONT = 10, 14, 9  # pixels between rows and around the text, pixels per title line; font size (points)
 
 
-def text_width(plt, text):
-    """The width in pixels (at 100 dpi) of the widest line of ``text`` in the figures' font."""
+def text_width(plt, *texts):
+    """The width in pixels (at 100 dpi) of the widest line of ``texts`` in the figures' font (one scratch figure)."""
     figure = plt.figure(dpi=100)
     renderer = figure.canvas.get_renderer()
     width = max(figure.text(0, 0, line, fontsize=FONT).get_window_extent(renderer=renderer).width
-                for line in text.split("\n"))
+                for text in texts for line in text.split("\n"))
     plt.close(figure)
     return width
 
@@ -82,7 +82,7 @@ def layout(rows, labels, title):
     factor = max(1, -(-MIN_WIDTH // width))
     strips = [upscaled(row, factor) for row in rows]
     title_height = LINE * (title.count("\n") + 1) + 2 * GAP
-    label_width = max(text_width(plt, label) for label in labels) + 2 * GAP
+    label_width = text_width(plt, *labels) + 2 * GAP
     strips_width = max(strip.shape[1] for strip in strips)
     total_width = max(label_width + strips_width + GAP, text_width(plt, title) + 2 * GAP)
     total_height = title_height + sum(strip.shape[0] + GAP for strip in strips)

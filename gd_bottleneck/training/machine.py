@@ -13,29 +13,27 @@ VECTOR_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")  # the ones oneDNN
 PACKAGES = ("tensorflow", "keras", "tensorflow-probability", "tensorflow-datasets", "numpy")
 
 
-def cpu_model(cpuinfo="/proc/cpuinfo"):
-    """The CPU's model name (what ``lscpu`` prints as "Model name"), or ``platform.processor()`` off Linux."""
+def _cpuinfo_field(key, cpuinfo):
+    """The value of the first ``key : value`` line of ``cpuinfo`` (the first processor's), or None off Linux."""
     try:
         with open(cpuinfo) as stream:
             for line in stream:
-                if line.lower().startswith("model name"):
+                if line.lower().startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name (what ``lscpu`` prints as "Model name"), or ``platform.processor()`` off Linux."""
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or "unknown"
 
 
 def cpu_vector_flags(cpuinfo="/proc/cpuinfo"):
     """The subset of :data:`VECTOR_FLAGS` the CPU has (from its first processor's flags; empty off Linux)."""
-    try:
-        with open(cpuinfo) as stream:
-            for line in stream:
-                if line.lower().startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in VECTOR_FLAGS if flag in present]
-    except OSError:
-        pass
-    return []
+    present = set((_cpuinfo_field("flags", cpuinfo) or "").split())
+    return [flag for flag in VECTOR_FLAGS if flag in present]
 
 
 def package_versions(names=PACKAGES):
