@@ -38,15 +38,14 @@ def two_replicas():
 
 from tests.shapes_data import shapes_data_dir  # noqa: E402,F401  (fixture shared by data and training tests)
 
-# The files that take longest go first, longest first (measured with --durations: the trainer-CLI runs ~2 min, the
-# hybrid model's tests ~3 min in all, the samplers ~2 min, export and training ~1.5 min each). With `-n 2 --dist
-# loadfile` a file runs whole on one worker, in collection order, so a long file collected last would leave the
-# other worker idle at the end.
-LONGEST_FIRST = ("test_trainer_cli.py", "test_benchmarks.py", "test_hybrid.py", "test_sampling.py",
-                 "test_evaluation.py", "test_export.py",
-                 "test_training.py",
-                 "test_tuning.py", "test_reliability.py", "test_polyak.py", "test_distributions.py",
-                 "test_trainer_flags.py", "test_pixelcnn.py", "test_data.py")
+# The files that take longest go first, longest first (measured with --durations: the GPU check's dry run ~3 min, the
+# bounds ~3 min in all, the hybrid model's tests ~3 min, export ~2.5 min, the trainer-CLI runs ~2 min, ...). With
+# `-n 2 --dist loadfile` a file runs whole on one worker, in collection order, so a long file collected last would
+# leave the other worker idle at the end.
+LONGEST_FIRST = ("test_benchmarks.py", "test_evaluation.py", "test_hybrid.py", "test_export.py", "test_trainer_cli.py",
+                 "test_training.py", "test_photos.py", "test_reliability.py", "test_sampling.py", "test_tuning.py",
+                 "test_precision.py", "test_polyak.py", "test_distributions.py", "test_trainer_flags.py",
+                 "test_extend.py", "test_pixelcnn.py", "test_noisy_evaluation.py", "test_data.py")
 
 
 def pytest_collection_modifyitems(items):
