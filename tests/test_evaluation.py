@@ -163,14 +163,19 @@ def test_without_a_bottleneck_the_noise_marginal_bound_is_the_iwae_bound():
     np.testing.assert_array_equal(result["noise_marginal_bpd"], result["iwae_bpd"])
 
 
+@pytest.fixture(scope="module")
+def dropout_model():
+    """One model for the checks that refuse arguments before the model is used (building one costs seconds)."""
+    return HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.3, seed=2)
+
+
 @pytest.mark.parametrize("name, value", [("z_samples", 0), ("z_samples", -3), ("z_samples", 2.5),
                                          ("z_samples", True), ("z_samples", 10 ** 6), ("noise_samples", 0),
                                          ("noise_samples", "4"), ("noise_samples", 1.0)])
-def test_bad_sample_counts_are_refused_naming_the_argument(name, value):
-    model = HybridVAE(TINY, bottleneck="gaussian_dropout", dropout_rate=0.3, seed=2)
+def test_bad_sample_counts_are_refused_naming_the_argument(dropout_model, name, value):
     counts = {"z_samples": 2, "noise_samples": 2, name: value}
     with pytest.raises(ValueError, match=f"`{name}`"):
-        LikelihoodBounds(model, **counts)
+        LikelihoodBounds(dropout_model, **counts)
 
 
 def test_noise_draws_that_do_not_fit_in_memory_are_refused_before_anything_runs():
